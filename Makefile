@@ -1,0 +1,51 @@
+# The two commands a new user needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+MODEL  ?= models/quickstart
+FILE   ?= examples/article.txt
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-slow lint train-quickstart corpus gold serve mlflow-ui clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	# torch is pinned in pyproject.toml: 2.13.0 is the CPU build; an unpinned torch pulls CUDA.
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+$(MODEL)/model.safetensors: | $(VENV)/.installed
+	$(BIN)/claimlens-train --config configs/quickstart.yaml
+
+train-quickstart: $(MODEL)/model.safetensors
+
+demo: install $(MODEL)/model.safetensors
+	@$(BIN)/claimlens analyze --model $(MODEL) --color always $(FILE)
+
+test: install
+	$(BIN)/python -m pytest
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow
+
+lint: install
+	$(BIN)/ruff check inference training tests benchmarks
+	$(BIN)/mypy inference training
+
+corpus: install
+	$(BIN)/python -m training.corpus
+
+serve: install $(MODEL)/model.safetensors
+	$(BIN)/claimlens serve --model $(MODEL)
+
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

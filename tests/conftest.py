@@ -1,0 +1,89 @@
+"""Shared fixtures: a tiny random BERT built in memory, and one real tiny training run."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SAMPLE = [
+    ("Rebels said they had captured the town.", "claim"),
+    ("The ministry denied the report, calling it propaganda.", "denial"),
+    ("Police said three men were arrested.", "official_statement"),
+    ("The town is a historic market centre.", "other"),
+]
+
+
+def tiny_config(**overrides: object):
+    from training.config import Config
+
+    data = {
+        "name": "unit",
+        "data": {"train": [{"path": "unused.jsonl"}], "dev": [{"path": "unused.jsonl"}]},
+        "model": {"base": "tiny-random", "max_length": 32},
+    }
+    data.update(overrides)
+    return Config.model_validate(data)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny BERT saved as a complete model directory."""
+    import torch
+
+    from training.modeling import tiny_model, tiny_tokenizer
+    from training.save import save_model_dir
+
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer([t for t, _ in SAMPLE] * 3)
+    model = tiny_model(len(tokenizer), max_length=32)
+    target = tmp_path_factory.mktemp("models") / "unit"
+    return save_model_dir(model, tokenizer, tiny_config(), {"dev": {"macro_f1": 0.0}}, target)
+
+
+@pytest.fixture(scope="session")
+def tiny_context_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from training.modeling import tiny_model, tiny_tokenizer
+    from training.save import save_model_dir
+
+    torch.manual_seed(1)
+    tokenizer = tiny_tokenizer([t for t, _ in SAMPLE] * 3)
+    model = tiny_model(len(tokenizer), max_length=32)
+    config = tiny_config(name="unit-context", model={"base": "tiny-random", "max_length": 32, "context": True})
+    target = tmp_path_factory.mktemp("models") / "unit-context"
+    return save_model_dir(model, tokenizer, config, {}, target)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """configs/tiny.yaml trained for real through the CLI into a temporary MLflow store."""
+    work = tmp_path_factory.mktemp("train")
+    (work / "data").symlink_to(ROOT / "data")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "training", "--config", str(ROOT / "configs" / "tiny.yaml"), f"tracking.uri={uri}"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ | {"MLFLOW_TRACKING_URI": ""},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"work": work, "uri": uri, "model_dir": work / "models" / "tiny", "stdout": proc.stdout}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,110 @@
+import json
+
+import pytest
+
+from inference.records import read_labelled
+from inference.standoff import document_sentences, read_standoff
+from training.config import DataConfig
+from training.data import encode, load_splits
+from training.modeling import tiny_tokenizer
+from tests.conftest import SAMPLE, SHARED
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def rows(doc="d1"):
+    return [{"doc": doc, "idx": i, "text": t, "label": label} for i, (t, label) in enumerate(SAMPLE)]
+
+
+def test_reads_rows_with_context(tmp_path):
+    examples = read_labelled(write_jsonl(tmp_path / "a.jsonl", rows()))
+    assert [e.label for e in examples] == [label for _, label in SAMPLE]
+    assert examples[0].context is None
+    assert examples[1].context == SAMPLE[0][0]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"doc": "d", "idx": 9, "text": "x", "label": "rumour"}, "unknown label 'rumour'"),
+        ({"doc": "d", "idx": 9, "text": "   ", "label": "claim"}, "empty text"),
+        ({"doc": "d", "idx": 9, "label": "claim"}, "missing column 'text'"),
+        ({"doc": "d", "idx": 9, "text": "x"}, "missing column 'label'"),
+        ({"doc": "d", "idx": "x", "text": "x", "label": "claim"}, "idx must be an integer"),
+        ("{not json", "invalid JSON"),
+        ({"doc": "d1", "idx": 0, "text": "again", "label": "claim"}, "duplicate sentence"),
+    ],
+)
+def test_bad_rows_name_file_and_line(tmp_path, row, message):
+    path = write_jsonl(tmp_path / "bad.jsonl", [*rows(), row])
+    with pytest.raises(ValueError, match=f"bad.jsonl:5: .*{message}"):
+        read_labelled(path)
+
+
+def test_csv_rows_and_errors(tmp_path):
+    good = tmp_path / "ok.csv"
+    good.write_text("text,label\nPolice said so.,official_statement\n")
+    assert read_labelled(good)[0].label == "official_statement"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nPolice said so.,official_statement\nHmm,maybe\n")
+    with pytest.raises(ValueError, match="bad.csv:3: unknown label 'maybe'"):
+        read_labelled(bad)
+
+
+def test_split_problems_are_reported_before_training(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", rows()[:3])
+    dev = write_jsonl(tmp_path / "dev.jsonl", rows("d2"))
+    with pytest.raises(ValueError, match="train split has no examples of other"):
+        load_splits(DataConfig(train=[{"path": str(train)}], dev=[{"path": str(dev)}]))
+    train = write_jsonl(tmp_path / "train.jsonl", rows())
+    with pytest.raises(ValueError, match="documents in both train and dev"):
+        load_splits(DataConfig(train=[{"path": str(train)}], dev=[{"path": str(train)}]))
+    with pytest.raises(ValueError, match="does not exist"):
+        load_splits(DataConfig(train=[{"path": str(tmp_path / "nope.jsonl")}], dev=[{"path": str(dev)}]))
+
+
+def test_encode_pairs_context_as_second_segment(tmp_path):
+    examples = read_labelled(write_jsonl(tmp_path / "a.jsonl", rows()))
+    tokenizer = tiny_tokenizer([t for t, _ in SAMPLE])
+    single = encode(examples, tokenizer, max_length=64, context=False)
+    paired = encode(examples, tokenizer, max_length=64, context=True)
+    assert single["labels"] == [0, 1, 2, 3]
+    assert len(paired[1]["input_ids"]) > len(single[1]["input_ids"])
+    assert 1 in paired[1]["token_type_ids"] and 1 not in single[1]["token_type_ids"]
+
+
+def test_standoff_rebuilds_text_from_a_data_root(tmp_path):
+    root = tmp_path / "root"
+    text_dir = root / "polnear" / "data" / "train" / "text"
+    text_dir.mkdir(parents=True)
+    (text_dir / "story.txt").write_text('Headline\n\nPolice said two men were held. "It is false," he said.\n')
+    sentences = document_sentences(root, "polnear", "train/story")
+    assert [s.text for s in sentences] == ["Headline", "Police said two men were held.", '"It is false," he said.']
+    gold = write_jsonl(
+        tmp_path / "gold.jsonl",
+        [
+            {"dataset": "polnear", "doc": "train/story", "idx": i, "start": s.start, "end": s.end, "label": label}
+            for i, (s, label) in enumerate(zip(sentences, ["other", "official_statement", "denial"], strict=True))
+        ],
+    )
+    examples = read_standoff(gold, root)
+    assert [e.text for e in examples] == [s.text for s in sentences]
+    assert examples[2].context == "Police said two men were held."
+    with pytest.raises(ValueError, match="data root .* does not exist"):
+        read_standoff(gold, tmp_path / "elsewhere")
+    empty_root = tmp_path / "empty"
+    empty_root.mkdir()
+    with pytest.raises(ValueError, match="document 'train/story' not found"):
+        read_standoff(gold, empty_root)
+
+
+@pytest.mark.skipif(not (SHARED / "datasets").is_dir(), reason="needs ../shared/datasets")
+def test_committed_gold_resolves_against_the_shared_data():
+    from tests.conftest import ROOT
+
+    for path in sorted((ROOT / "data" / "gold").glob("*.jsonl")):
+        examples = read_standoff(path, SHARED / "datasets")
+        assert examples and all(e.text.strip() for e in examples)

@@ -1,0 +1,1 @@
+"""claimlens training: configs, data, the train loop and experiment tracking."""

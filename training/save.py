@@ -1,0 +1,48 @@
+"""Writing a model directory so that it appears only when complete."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from inference.model import check_model_dir
+from training.config import Config
+
+
+def save_model_dir(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    config: Config,
+    metrics: dict[str, Any],
+    target: Path,
+) -> Path:
+    """Write weights (safetensors), tokenizer, ``train_config.yaml`` and ``metrics.json``.
+
+    Everything goes to a temporary sibling first and is renamed into place, so an
+    interrupted save never leaves a half-written model where ``predict`` would look.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / "train_config.yaml").write_text(config.to_yaml())
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        check_model_dir(staging)
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            target.rename(retired / target.name)
+            staging.rename(target)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target

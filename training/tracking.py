@@ -1,0 +1,138 @@
+"""Experiment tracking behind a small interface; MLflow is the one real backend."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import inference
+from training.config import TrackingConfig
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+PYFUNC_FILE = Path(inference.__file__).parent / "mlflow_model.py"
+# The serving side of the logged model: what `mlflow.pyfunc.load_model` needs, and no more.
+PIP_REQUIREMENTS = [
+    "torch==2.13.0",
+    "transformers>=5,<6",
+    "safetensors",
+    "tokenizers",
+    "pyyaml",
+    "pandas",
+    "scikit-learn",
+    "mlflow>=3,<4",
+]
+
+
+class Tracker(Protocol):
+    run_id: str | None
+
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_file(self, path: Path, folder: str | None = None) -> None: ...
+    def log_text(self, text: str, name: str) -> None: ...
+    def log_model(self, model_dir: Path, input_example: list[str]) -> None: ...
+
+
+class NullTracker:
+    """Tracking switched off: every call does nothing."""
+
+    run_id = None
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_file(self, path: Path, folder: str | None = None) -> None:
+        pass
+
+    def log_text(self, text: str, name: str) -> None:
+        pass
+
+    def log_model(self, model_dir: Path, input_example: list[str]) -> None:
+        pass
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class MlflowTracker:
+    """Logs to the active MLflow run."""
+
+    def __init__(self, config: TrackingConfig, run_id: str) -> None:
+        self.config = config
+        self.run_id = run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        import mlflow
+
+        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        mlflow.log_metrics(metrics, step=step)
+
+    def log_file(self, path: Path, folder: str | None = None) -> None:
+        import mlflow
+
+        mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def log_text(self, text: str, name: str) -> None:
+        import mlflow
+
+        mlflow.log_text(text, name)
+
+    def log_model(self, model_dir: Path, input_example: list[str]) -> None:
+        import mlflow
+        import pandas as pd
+
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_FILE),
+            artifacts={"model_dir": str(model_dir)},
+            code_paths=[str(PYFUNC_FILE.parent)],
+            pip_requirements=PIP_REQUIREMENTS,
+            input_example=pd.DataFrame({"text": input_example}),
+            registered_model_name=self.config.registered_model,
+        )
+
+
+def tracking_uri(config: TrackingConfig) -> str:
+    return config.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+@contextmanager
+def tracking_run(config: TrackingConfig, run_name: str) -> Iterator[Tracker]:
+    """An MLflow run (or a ``NullTracker``); a run that raises is ended as FAILED or KILLED."""
+    if not config.enabled:
+        yield NullTracker()
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(config))
+    mlflow.set_experiment(config.experiment)
+    run = mlflow.start_run(run_name=run_name, tags={"mlflow.source.git.commit": git_commit()})
+    try:
+        yield MlflowTracker(config, run.info.run_id)
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    else:
+        mlflow.end_run("FINISHED")
