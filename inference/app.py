@@ -4,7 +4,6 @@ Run it with ``claimlens serve --model DIR`` or, reading the environment only,
 ``CLAIMLENS_MODEL=DIR uvicorn --factory inference.app:app_from_env``.
 """
 
-
 import logging
 import os
 import threading
@@ -80,9 +79,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def create_app(
-    settings: Settings, loader: Callable[[str], Classifier] = Classifier.load
-) -> FastAPI:
+def create_app(settings: Settings, loader: Callable[[str], Classifier] = Classifier.load) -> FastAPI:
     """Build the app; the model directory is checked at start-up and loaded in the background.
 
     >>> app = create_app(Settings(model_dir="models/quickstart"))  # doctest: +SKIP
@@ -139,7 +136,9 @@ def create_app(
     def classifier() -> Classifier:
         clf = state["classifier"]
         if clf is None:
-            raise HTTPException(503, "the model is still loading" if not state["error"] else "the model failed to load")
+            raise HTTPException(
+                503, "the model is still loading" if not state["error"] else "the model failed to load"
+            )
         return clf
 
     @app.exception_handler(RequestValidationError)
@@ -209,7 +208,14 @@ def create_app(
         return AnalyzeOut(
             model=clf.info.name,
             sentences=[
-                SentenceOut(sentence=s.sentence, start=s.start, end=s.end, label=s.label, score=s.score, scores=s.scores)
+                SentenceOut(
+                    sentence=s.sentence,
+                    start=s.start,
+                    end=s.end,
+                    label=s.label,
+                    score=s.score,
+                    scores=s.scores,
+                )
                 for s in result
             ],
         )

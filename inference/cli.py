@@ -84,7 +84,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         _table(results, sys.stdout, colour)
     elif args.format == "jsonl":
         for r in results:
-            print(json.dumps({"sentence": r.sentence, "start": r.start, "end": r.end, "label": r.label, "score": r.score, "scores": r.scores}))
+            print(
+                json.dumps(
+                    {
+                        "sentence": r.sentence,
+                        "start": r.start,
+                        "end": r.end,
+                        "label": r.label,
+                        "score": r.score,
+                        "scores": r.scores,
+                    }
+                )
+            )
     else:
         writer = csv.writer(sys.stdout)
         writer.writerow(["start", "end", "label", "score", "sentence"])
@@ -119,7 +130,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="claimlens", description="Label news sentences as claim, denial, official_statement or other.")
+    parser = argparse.ArgumentParser(
+        prog="claimlens", description="Label news sentences as claim, denial, official_statement or other."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="classify sentences given as arguments or as JSONL")
@@ -138,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class scores and confusion matrix")
     p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True, nargs="+", help="labelled JSONL/CSV files, or stand-off gold JSONL")
+    p.add_argument(
+        "--data", required=True, nargs="+", help="labelled JSONL/CSV files, or stand-off gold JSONL"
+    )
     p.add_argument("--data-root", default="../shared/datasets", help="where stand-off gold finds its texts")
     p.add_argument("--json", help="also write the metrics as JSON here")
     p.set_defaults(func=cmd_evaluate)

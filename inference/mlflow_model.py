@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
@@ -19,7 +17,7 @@ class ClaimLensModel(PythonModel):
         self.classifier = Classifier.load(context.artifacts["model_dir"])
 
     # No type hints here on purpose: MLflow would try to derive a schema from them.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context, model_input, params=None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         if "text" not in frame.columns:
             raise ValueError("model input needs a 'text' column")

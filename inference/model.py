@@ -44,8 +44,7 @@ def check_model_dir(path: Path) -> None:
     pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         raise ValueError(
-            f"model directory {path} holds pickle weights ({', '.join(pickles)}); "
-            "only safetensors are loaded"
+            f"model directory {path} holds pickle weights ({', '.join(pickles)}); only safetensors are loaded"
         )
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
     if not any((path / name).is_file() for name in TOKENIZER_FILES):

@@ -75,9 +75,7 @@ class Classifier:
         model, tokenizer, info = load_model_dir(path)
         return cls(model, tokenizer, info, batch_size=batch_size)
 
-    def predict(
-        self, texts: Sequence[str], contexts: Sequence[str | None] | None = None
-    ) -> list[Prediction]:
+    def predict(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None) -> list[Prediction]:
         """Label each text; ``contexts[i]`` is the sentence before ``texts[i]``, if any.
 
         Results keep the input order; batches are formed from texts of similar length.

@@ -58,8 +58,8 @@ def _example(row: Any, where: str, lineno: int) -> Example:
         # A row without a document is its own document: it gets no context.
         return Example(doc=f"{where}", idx=0, text=text, label=label)
     try:
-        idx = int(idx)
-    except (TypeError, ValueError):
+        idx = int(str(idx))
+    except ValueError:
         raise ValueError(f"{where}: idx must be an integer when doc is given") from None
     return Example(doc=str(doc), idx=idx, text=text, label=label)
 
@@ -93,9 +93,7 @@ def read_labelled(path: str | Path) -> list[Example]:
 def with_context(examples: list[Example]) -> list[Example]:
     """Give each example the text of the sentence before it in its document."""
     by_key = {(e.doc, e.idx): e.text for e in examples}
-    return [
-        Example(e.doc, e.idx, e.text, e.label, by_key.get((e.doc, e.idx - 1))) for e in examples
-    ]
+    return [Example(e.doc, e.idx, e.text, e.label, by_key.get((e.doc, e.idx - 1))) for e in examples]
 
 
 def load_examples(path: str | Path, data_root: str | Path) -> list[Example]:

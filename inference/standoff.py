@@ -50,9 +50,7 @@ def document_text(root: Path, dataset: str, doc: str) -> str:
     """The full text of one document of a shared dataset."""
     path = document_path(root, dataset, doc)
     if not path.is_file():
-        raise ValueError(
-            f"{dataset} document {doc!r} not found at {path}; is the data root {root} right?"
-        )
+        raise ValueError(f"{dataset} document {doc!r} not found at {path}; is the data root {root} right?")
     if dataset == "fnc1":
         body = _fnc_bodies(path).get(doc.partition("/")[2])
         if body is None:

@@ -60,7 +60,9 @@ def tiny_context_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(1)
     tokenizer = tiny_tokenizer([t for t, _ in SAMPLE] * 3)
     model = tiny_model(len(tokenizer), max_length=32)
-    config = tiny_config(name="unit-context", model={"base": "tiny-random", "max_length": 32, "context": True})
+    config = tiny_config(
+        name="unit-context", model={"base": "tiny-random", "max_length": 32, "context": True}
+    )
     target = tmp_path_factory.mktemp("models") / "unit-context"
     return save_model_dir(model, tokenizer, config, {}, target)
 
@@ -72,7 +74,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     (work / "data").symlink_to(ROOT / "data")
     uri = f"sqlite:///{work / 'mlflow.db'}"
     proc = subprocess.run(
-        [sys.executable, "-m", "training", "--config", str(ROOT / "configs" / "tiny.yaml"), f"tracking.uri={uri}"],
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "--config",
+            str(ROOT / "configs" / "tiny.yaml"),
+            f"tracking.uri={uri}",
+        ],
         cwd=work,
         capture_output=True,
         text=True,

@@ -9,7 +9,11 @@ from tests.conftest import ROOT
 
 def run(*args, stdin=None):
     return subprocess.run(
-        [sys.executable, "-m", "inference", *map(str, args)], capture_output=True, text=True, input=stdin, timeout=120
+        [sys.executable, "-m", "inference", *map(str, args)],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
     )
 
 
@@ -23,11 +27,16 @@ def test_predict_texts_to_stdout(tiny_model_dir):
 
 def test_predict_jsonl_in_and_out(tiny_model_dir, tmp_path):
     src = tmp_path / "in.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r in [
-        {"id": "a", "text": "Police said two were held.", "doc": "d1"},
-        {"id": "b", "text": "The group denied it.", "doc": "d1"},
-        {"id": "c", "text": "It rained."},
-    ]))
+    src.write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in [
+                {"id": "a", "text": "Police said two were held.", "doc": "d1"},
+                {"id": "b", "text": "The group denied it.", "doc": "d1"},
+                {"id": "c", "text": "It rained."},
+            ]
+        )
+    )
     out = tmp_path / "out.jsonl"
     proc = run("predict", "--model", tiny_model_dir, "--input", src, "--output", out)
     assert proc.returncode == 0, proc.stderr
@@ -52,17 +61,26 @@ def test_analyze_formats(tiny_model_dir):
     assert table.returncode == 0 and "\033[" in table.stdout and len(table.stdout.splitlines()) == 3
     plain = run("analyze", "--model", tiny_model_dir, "-", stdin=text)
     assert "\033[" not in plain.stdout
-    rows = [json.loads(line) for line in run("analyze", "--model", tiny_model_dir, "--format", "jsonl", "-", stdin=text).stdout.splitlines()]
-    assert [text[r["start"]:r["end"]] for r in rows] == [r["sentence"] for r in rows]
-    csv_out = run("analyze", "--model", tiny_model_dir, "--format", "csv", "-", stdin=text).stdout.splitlines()
+    rows = [
+        json.loads(line)
+        for line in run(
+            "analyze", "--model", tiny_model_dir, "--format", "jsonl", "-", stdin=text
+        ).stdout.splitlines()
+    ]
+    assert [text[r["start"] : r["end"]] for r in rows] == [r["sentence"] for r in rows]
+    csv_out = run(
+        "analyze", "--model", tiny_model_dir, "--format", "csv", "-", stdin=text
+    ).stdout.splitlines()
     assert csv_out[0] == "start,end,label,score,sentence" and len(csv_out) == 4
     assert run("analyze", "--model", tiny_model_dir, "/no/such/file.txt").returncode == 2
 
 
 def test_evaluate_prints_the_table(tiny_model_dir, tmp_path):
     out = tmp_path / "metrics.json"
-    proc = run("evaluate", "--model", tiny_model_dir, "--data", ROOT / "data" / "corpus" / "dev.jsonl", "--json", out)
+    proc = run(
+        "evaluate", "--model", tiny_model_dir, "--data", ROOT / "data" / "corpus" / "dev.jsonl", "--json", out
+    )
     assert proc.returncode == 0, proc.stderr
     assert "macro-F1" in proc.stdout and "confusion matrix" in proc.stdout
     metrics = json.loads(out.read_text())
-    assert metrics["n"] == sum(1 for _ in open(ROOT / "data" / "corpus" / "dev.jsonl"))
+    assert metrics["n"] == len((ROOT / "data" / "corpus" / "dev.jsonl").read_text().splitlines())

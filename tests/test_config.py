@@ -1,7 +1,7 @@
 import pytest
 
-from training.config import apply_overrides, load_config
 from tests.conftest import ROOT
+from training.config import apply_overrides, load_config
 
 TINY = ROOT / "configs" / "tiny.yaml"
 
@@ -13,7 +13,9 @@ def test_shipped_configs_validate():
 
 
 def test_dotted_overrides_and_string_floats_are_coerced():
-    config = load_config(TINY, ["train.epochs=7", "optim.lr=2e-5", "model.context=true", "tracking.enabled=false"])
+    config = load_config(
+        TINY, ["train.epochs=7", "optim.lr=2e-5", "model.context=true", "tracking.enabled=false"]
+    )
     assert config.train.epochs == 7
     assert config.optim.lr == pytest.approx(2e-5)
     assert config.model.context is True

@@ -4,10 +4,10 @@ import pytest
 
 from inference.records import read_labelled
 from inference.standoff import document_sentences, read_standoff
+from tests.conftest import SAMPLE, SHARED
 from training.config import DataConfig
 from training.data import encode, load_splits
 from training.modeling import tiny_tokenizer
-from tests.conftest import SAMPLE, SHARED
 
 
 def write_jsonl(path, rows):
@@ -50,7 +50,7 @@ def test_csv_rows_and_errors(tmp_path):
     assert read_labelled(good)[0].label == "official_statement"
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\nPolice said so.,official_statement\nHmm,maybe\n")
-    with pytest.raises(ValueError, match="bad.csv:3: unknown label 'maybe'"):
+    with pytest.raises(ValueError, match=r"bad\.csv:3: unknown label 'maybe'"):
         read_labelled(bad)
 
 
@@ -80,20 +80,35 @@ def test_standoff_rebuilds_text_from_a_data_root(tmp_path):
     root = tmp_path / "root"
     text_dir = root / "polnear" / "data" / "train" / "text"
     text_dir.mkdir(parents=True)
-    (text_dir / "story.txt").write_text('Headline\n\nPolice said two men were held. "It is false," he said.\n')
+    (text_dir / "story.txt").write_text(
+        'Headline\n\nPolice said two men were held. "It is false," he said.\n'
+    )
     sentences = document_sentences(root, "polnear", "train/story")
-    assert [s.text for s in sentences] == ["Headline", "Police said two men were held.", '"It is false," he said.']
+    assert [s.text for s in sentences] == [
+        "Headline",
+        "Police said two men were held.",
+        '"It is false," he said.',
+    ]
     gold = write_jsonl(
         tmp_path / "gold.jsonl",
         [
-            {"dataset": "polnear", "doc": "train/story", "idx": i, "start": s.start, "end": s.end, "label": label}
-            for i, (s, label) in enumerate(zip(sentences, ["other", "official_statement", "denial"], strict=True))
+            {
+                "dataset": "polnear",
+                "doc": "train/story",
+                "idx": i,
+                "start": s.start,
+                "end": s.end,
+                "label": label,
+            }
+            for i, (s, label) in enumerate(
+                zip(sentences, ["other", "official_statement", "denial"], strict=True)
+            )
         ],
     )
     examples = read_standoff(gold, root)
     assert [e.text for e in examples] == [s.text for s in sentences]
     assert examples[2].context == "Police said two men were held."
-    with pytest.raises(ValueError, match="data root .* does not exist"):
+    with pytest.raises(ValueError, match=r"data root .* does not exist"):
         read_standoff(gold, tmp_path / "elsewhere")
     empty_root = tmp_path / "empty"
     empty_root.mkdir()

@@ -19,7 +19,7 @@ def test_project_guide_says_what_the_shared_contract_says():
     guide = (ROOT / "data" / "LABEL_GUIDE.md").read_text()
     # The project guide is the contract verbatim plus rulings that come after it.
     assert guide.startswith(shared)
-    assert "## Project rulings" in guide[len(shared):]
+    assert "## Project rulings" in guide[len(shared) :]
 
 
 def test_check_label_rejects_unknown():

@@ -14,7 +14,7 @@ def copy_of(src, tmp_path):
 
 
 def test_loads_a_complete_directory(tiny_model_dir):
-    model, tokenizer, info = load_model_dir(tiny_model_dir)
+    model, _tokenizer, info = load_model_dir(tiny_model_dir)
     assert info.name == "unit" and info.base_model == "tiny-random"
     assert info.config_digest.startswith("sha256:")
     assert model.config.id2label == {0: "claim", 1: "denial", 2: "official_statement", 3: "other"}

@@ -44,7 +44,11 @@ def test_abbreviations_and_initials_do_not_split():
 
 
 def test_curly_quotes_and_newlines():
-    assert texts("Title line\n“It is over.” The war went on.") == ["Title line", "“It is over.”", "The war went on."]
+    assert texts("Title line\n“It is over.” The war went on.") == [
+        "Title line",
+        "“It is over.”",
+        "The war went on.",
+    ]
 
 
 def test_empty_and_wrong_type():

@@ -21,7 +21,10 @@ def server(tiny_model_dir):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "inference", "serve", "--model", str(tiny_model_dir), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -62,7 +65,11 @@ def test_classify_keeps_order_and_matches_the_library(server, tiny_model_dir):
 def test_analyze_returns_offsets(server):
     text = 'Headline\n\nPolice said two men were held. "It is false," he said.'
     sentences = httpx.post(f"{server}/v1/analyze", json={"text": text}).json()["sentences"]
-    assert [s["sentence"] for s in sentences] == ["Headline", "Police said two men were held.", '"It is false," he said.']
+    assert [s["sentence"] for s in sentences] == [
+        "Headline",
+        "Police said two men were held.",
+        '"It is false," he said.',
+    ]
     for s in sentences:
         assert text[s["start"] : s["end"]] == s["sentence"] and s["label"] in LABELS
 
@@ -98,9 +105,13 @@ def test_bad_input_gets_a_4xx_with_a_message(server, path, payload, status, mess
 
 
 def test_malformed_json_and_oversized_bodies(server):
-    response = httpx.post(f"{server}/v1/classify", content=b"{not json", headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{server}/v1/classify", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422 and "JSON" in response.json()["error"]
-    response = httpx.post(f"{server}/v1/analyze", content=b"x" * 1_000_001, headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{server}/v1/analyze", content=b"x" * 1_000_001, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413 and "bytes" in response.json()["error"]
     assert httpx.get(f"{server}/v1/nothing").status_code == 404
 
@@ -127,7 +138,9 @@ def test_health_is_503_until_the_model_is_loaded(tiny_model_dir):
 def test_server_refuses_a_broken_model_dir(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "inference", "serve", "--model", str(tmp_path), "--port", str(free_port())],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode != 0
     assert "incomplete" in proc.stdout + proc.stderr

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -18,7 +19,13 @@ SENTENCES = ["The army denied the report.", "Rebels said they took the town.", "
 def test_model_directory_is_complete(trained):
     model_dir = trained["model_dir"]
     names = {p.name for p in model_dir.iterdir()}
-    assert {"config.json", "model.safetensors", "train_config.yaml", "metrics.json", "tokenizer.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "train_config.yaml",
+        "metrics.json",
+        "tokenizer.json",
+    } <= names
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
     config = json.loads((model_dir / "config.json").read_text())
     assert [config["id2label"][str(i)] for i in range(4)] == list(LABELS)
@@ -46,16 +53,29 @@ def test_mlflow_run_has_params_metrics_artifacts_and_registered_model(trained):
     assert run.data.params["train.epochs"] == "2"
     assert run.data.params["data_size_train"] == "400"
     assert run.data.tags["mlflow.source.git.commit"]
-    for name in ("dev_macro_f1", "dev_f1_denial", "train_loss", "test_macro_f1", "test_f1_official_statement"):
+    for name in (
+        "dev_macro_f1",
+        "dev_f1_denial",
+        "train_loss",
+        "test_macro_f1",
+        "test_f1_official_statement",
+    ):
         assert name in run.data.metrics, name
     assert [m.step for m in client.get_metric_history(run.info.run_id, "dev_macro_f1")] == [1, 2]
     artifacts = set()
     for folder in ("", "reports", "data"):
         artifacts |= {a.path for a in client.list_artifacts(run.info.run_id, folder or None)}
-    assert {"train_config.yaml", "reports/dev_confusion_matrix.png", "reports/test_confusion_matrix.png",
-            "reports/test_classification_report.txt", "data/label_counts.json"} <= artifacts
-    png = client.download_artifacts(run.info.run_id, "reports/test_confusion_matrix.png", str(trained["work"]))
-    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert {
+        "train_config.yaml",
+        "reports/dev_confusion_matrix.png",
+        "reports/test_confusion_matrix.png",
+        "reports/test_classification_report.txt",
+        "data/label_counts.json",
+    } <= artifacts
+    png = client.download_artifacts(
+        run.info.run_id, "reports/test_confusion_matrix.png", str(trained["work"])
+    )
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     versions = client.search_model_versions("name='claimlens-tiny'")
     assert [v.run_id for v in versions] == [run.info.run_id]
 
@@ -63,14 +83,18 @@ def test_mlflow_run_has_params_metrics_artifacts_and_registered_model(trained):
 def test_mlflow_model_reloads_offline_and_agrees_with_the_directory(trained):
     code = f"""
 import json, mlflow, pandas as pd
-mlflow.set_tracking_uri({trained['uri']!r})
+mlflow.set_tracking_uri({trained["uri"]!r})
 model = mlflow.pyfunc.load_model("models:/claimlens-tiny/1")
 out = model.predict(pd.DataFrame({{"text": {SENTENCES!r}}}))
 print(json.dumps(out.to_dict(orient="records")))
 """
     # A fresh interpreter in another directory: only the logged model can make this work.
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=trained["work"].parent, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", code],
+        cwd=trained["work"].parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -85,8 +109,18 @@ print(json.dumps(out.to_dict(orient="records")))
 def test_same_config_and_seed_give_the_same_metrics(trained, tmp_path):
     (tmp_path / "data").symlink_to(ROOT / "data")
     proc = subprocess.run(
-        [sys.executable, "-m", "training", "--config", str(ROOT / "configs" / "tiny.yaml"), "tracking.enabled=false"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "--config",
+            str(ROOT / "configs" / "tiny.yaml"),
+            "tracking.enabled=false",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     first = json.loads((trained["model_dir"] / "metrics.json").read_text())
@@ -98,12 +132,24 @@ def test_same_config_and_seed_give_the_same_metrics(trained, tmp_path):
 def test_a_failing_run_is_marked_failed(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    (tmp_path / "train.jsonl").write_text(json.dumps({"text": "Police said so.", "label": "official_statement"}) + "\n")
+    (tmp_path / "train.jsonl").write_text(
+        json.dumps({"text": "Police said so.", "label": "official_statement"}) + "\n"
+    )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.run(
-        [sys.executable, "-m", "training", "--config", str(ROOT / "configs" / "tiny.yaml"),
-         f"tracking.uri={uri}", "tracking.experiment=broken"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "--config",
+            str(ROOT / "configs" / "tiny.yaml"),
+            f"tracking.uri={uri}",
+            "tracking.experiment=broken",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2
     assert "data/corpus/train.jsonl does not exist" in proc.stderr
@@ -116,7 +162,10 @@ def test_a_failing_run_is_marked_failed(tmp_path):
 def test_train_cli_rejects_bad_config_without_a_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "training", "--config", str(ROOT / "configs" / "tiny.yaml"), "train.epochz=1"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "train.epochz" in proc.stderr and "Traceback" not in proc.stderr

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from inference.labels import check_label
+from inference.sentences import Sentence
 from inference.standoff import document_sentences
 
 DENIAL_CUES = re.compile(
@@ -65,7 +66,8 @@ def prepare_batches(
     exclude = exclude or set()
     docs = [d for d in all_documents(root) if d not in exclude]
     rng.shuffle(docs)
-    with_cue, without = [], []
+    with_cue: list[tuple[str, str, list[Sentence]]] = []
+    without: list[tuple[str, str, list[Sentence]]] = []
     for dataset, doc in docs:
         sentences = document_sentences(root, dataset, doc)
         if not 4 <= len(sentences) <= max_sentences:
@@ -75,7 +77,9 @@ def prepare_batches(
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for b in range(n_batches):
-        lines, keys, count, a = [], [], 0, 0
+        lines: list[str] = []
+        keys: list[dict[str, object]] = []
+        count, a = 0, 0
         while count < per_batch and (with_cue or without):
             pool = with_cue if (rng.random() < denial_share and with_cue) or not without else without
             dataset, doc, sentences = pool.pop()
@@ -83,7 +87,9 @@ def prepare_batches(
             lines.append(f"=== ARTICLE {a} ({dataset}) ===")
             for idx, s in enumerate(sentences):
                 k = len(keys)
-                keys.append({"k": k, "dataset": dataset, "doc": doc, "idx": idx, "start": s.start, "end": s.end})
+                keys.append(
+                    {"k": k, "dataset": dataset, "doc": doc, "idx": idx, "start": s.start, "end": s.end}
+                )
                 lines.append(f"[{k}] {s.text}")
             lines.append("")
             count += len(sentences)
@@ -160,7 +166,8 @@ def agreement(gold_dir: Path) -> dict[str, object]:
 
     from inference.labels import LABELS
 
-    first, second = {}, {}
+    first: dict[tuple[object, object, object], str] = {}
+    second: dict[tuple[object, object, object], str] = {}
     for part in sorted((gold_dir / "parts").glob("*.a.jsonl")):
         first |= {_key(r): r["label"] for r in map(json.loads, part.read_text().splitlines())}
     for part in sorted((gold_dir / "second_pass").glob("*.b.jsonl")):

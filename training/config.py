@@ -14,11 +14,18 @@ class _Frozen(BaseModel):
 
 
 class DataSource(_Frozen):
-    """A file of labelled sentences: ``labelled`` JSONL/CSV, or ``standoff`` gold over a data root."""
+    """Where sentences come from.
+
+    ``labelled``: a JSONL/CSV file; ``standoff``: gold ids and offsets over the data root;
+    ``weak``: a rule adapter over the data root, named by ``path`` (polnear, newsdiscourse,
+    emergent, fnc1). Weak sentences from documents that have gold labels, or that are in
+    dev/test, are dropped.
+    """
 
     path: str
-    kind: Literal["labelled", "standoff"] = "labelled"
+    kind: Literal["labelled", "standoff", "weak"] = "labelled"
     limit: int | None = Field(default=None, ge=1, description="keep only the first N sentences")
+    sample: int | None = Field(default=None, ge=1, description="keep N whole documents drawn at random")
 
 
 class DataConfig(_Frozen):
@@ -122,7 +129,5 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         raise ValueError(f"{path}: invalid config: {problems}") from None

@@ -24,7 +24,9 @@ def build_corpus(parts: Path, out: Path) -> dict[str, dict[str, int]]:
         examples = read_labelled(part)
         part_docs = {e.doc for e in examples}
         if part_docs & docs:
-            raise ValueError(f"{part}: document ids also used in another part: {sorted(part_docs & docs)[:3]}")
+            raise ValueError(
+                f"{part}: document ids also used in another part: {sorted(part_docs & docs)[:3]}"
+            )
         docs |= part_docs
         for e in examples:
             split = corpus_split(e.doc)

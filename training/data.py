@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,7 @@ from transformers import PreTrainedTokenizerBase
 from inference.labels import LABEL2ID, LABELS, label_counts
 from inference.records import Example, read_labelled
 from inference.standoff import read_standoff
+from training.weak import read_weak
 from training.config import DataConfig, DataSource
 
 
@@ -31,28 +34,43 @@ class Splits:
 def load_source(source: DataSource, root: Path) -> list[Example]:
     if source.kind == "standoff":
         examples = read_standoff(source.path, root)
+    elif source.kind == "weak":
+        examples = read_weak(source.path, root)
     else:
         examples = read_labelled(source.path)
+    if source.sample:
+        docs = sorted({e.doc for e in examples})
+        keep = set(random.Random(0).sample(docs, min(source.sample, len(docs))))
+        examples = [e for e in examples if e.doc in keep]
     return examples[: source.limit] if source.limit else examples
 
 
-def load_split(sources: Sequence[DataSource], root: Path) -> list[Example]:
-    examples = [e for source in sources for e in load_source(source, root)]
-    keys = [(e.doc, e.idx) for e in examples]
-    if len(set(keys)) != len(keys):
-        dupes = sorted({k for k in keys if keys.count(k) > 1})[:3]
-        raise ValueError(f"the same sentence comes from two sources: {dupes}")
+def load_split(
+    sources: Sequence[DataSource], root: Path, exclude_docs: frozenset[str] = frozenset()
+) -> list[Example]:
+    """Every source of one split; weak sentences of documents in ``exclude_docs`` are dropped."""
+    examples: list[Example] = []
+    for source in sources:
+        loaded = load_source(source, root)
+        if source.kind == "weak":
+            loaded = [e for e in loaded if e.doc not in exclude_docs]
+        examples += loaded
+    counts = Counter((e.doc, e.idx) for e in examples)
+    dupes = sorted(k for k, n in counts.items() if n > 1)
+    if dupes:
+        raise ValueError(f"the same sentence comes from two sources: {dupes[:3]}")
     return examples
 
 
 def load_splits(config: DataConfig) -> Splits:
     """Read every source of every split; fail before training on anything unusable."""
     root = Path(config.root)
-    splits = Splits(
-        train=load_split(config.train, root),
-        dev=load_split(config.dev, root),
-        test=load_split(config.test, root),
-    )
+    dev = load_split(config.dev, root)
+    test = load_split(config.test, root)
+    # Weak labels never speak for a document that has gold labels or is held out.
+    gold_train = [s for s in config.train if s.kind == "standoff"]
+    held = frozenset(e.doc for e in dev + test + load_split(gold_train, root))
+    splits = Splits(train=load_split(config.train, root, exclude_docs=held), dev=dev, test=test)
     missing = [label for label, n in label_counts(e.label for e in splits.train).items() if n == 0]
     if missing:
         raise ValueError(f"the train split has no examples of {', '.join(missing)}")

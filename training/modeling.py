@@ -43,7 +43,7 @@ def resolve_base(base: str) -> Path:
     return path
 
 
-def tiny_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> BertTokenizer:
+def tiny_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> PreTrainedTokenizerBase:
     """A WordPiece tokenizer whose vocabulary is the most frequent words of ``texts``."""
     counts = Counter(w for t in texts for w in re.findall(r"\w+|[^\w\s]", t.lower()))
     chars = sorted({c for w in counts for c in w})
@@ -54,7 +54,7 @@ def tiny_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> BertTokenize
 
 def tiny_model(vocab_size: int, max_length: int, dropout: float = 0.1) -> BertForSequenceClassification:
     """A 2-layer, 32-wide random BERT: seconds to train, for tests and smoke runs."""
-    config = BertConfig(
+    config = BertConfig(  # type: ignore[call-arg]  # num_labels etc. go to PretrainedConfig
         vocab_size=vocab_size,
         hidden_size=32,
         num_hidden_layers=2,

@@ -43,6 +43,10 @@ def write_reports(metrics: dict[str, Any], tracker: Tracker) -> None:
             if not result:
                 continue
             tracker.log_text(format_report(result), f"reports/{split}_classification_report.txt")
-            png = confusion_png(result["confusion_matrix"], f"{split} confusion matrix", Path(tmp) / f"{split}_confusion_matrix.png")
+            png = confusion_png(
+                result["confusion_matrix"],
+                f"{split} confusion matrix",
+                Path(tmp) / f"{split}_confusion_matrix.png",
+            )
             tracker.log_file(png, "reports")
         tracker.log_text(json.dumps(metrics, indent=2), "reports/metrics.json")

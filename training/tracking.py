@@ -40,7 +40,7 @@ class Tracker(Protocol):
 class NullTracker:
     """Tracking switched off: every call does nothing."""
 
-    run_id = None
+    run_id: str | None = None
 
     def log_params(self, params: dict[str, Any]) -> None:
         pass
@@ -74,7 +74,7 @@ class MlflowTracker:
 
     def __init__(self, config: TrackingConfig, run_id: str) -> None:
         self.config = config
-        self.run_id = run_id
+        self.run_id: str | None = run_id
 
     def log_params(self, params: dict[str, Any]) -> None:
         import mlflow
