@@ -127,3 +127,25 @@ def test_committed_gold_resolves_against_the_shared_data():
         docs[split] = {e.doc for e in examples}
     # Split by article: no article in two splits.
     assert not (docs["train"] & docs["dev"]) and not (docs["train"] & docs["test"]) and not (docs["dev"] & docs["test"])
+
+
+@pytest.mark.skipif(not (SHARED / "datasets").is_dir(), reason="needs ../shared/datasets")
+def test_no_shared_dataset_text_is_copied_into_the_repo():
+    import re
+
+    from tests.conftest import ROOT
+
+    seen = set()
+    for f in (SHARED / "datasets").rglob("*"):
+        if f.suffix in (".txt", ".csv", ".tsv", ".jsonl"):
+            for part in re.split(r"(?<=[.!?])\s+|\n", f.read_text(errors="ignore")):
+                part = " ".join(part.split())
+                if len(part) > 40:
+                    seen.add(part)
+    copied = []
+    for f in (ROOT / "data").rglob("*.jsonl"):
+        for line in f.read_text().splitlines():
+            text = json.loads(line).get("text")
+            if isinstance(text, str) and " ".join(text.split()) in seen:
+                copied.append((f.name, text[:60]))
+    assert copied == []
