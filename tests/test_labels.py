@@ -36,3 +36,15 @@ def test_id2label_mismatch_is_refused():
 
 def test_label_counts_lists_every_label():
     assert label_counts(["claim", "claim"]) == {"claim": 2, "denial": 0, "official_statement": 0, "other": 0}
+
+
+def test_inference_never_imports_training():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, inference, inference.app, inference.cli, inference.standoff, inference.evaluate;"
+        "print(sorted(m for m in sys.modules if m == 'training' or m.startswith('training.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
