@@ -25,7 +25,11 @@ def describe(model_dir: Path) -> str:
     config = yaml.safe_load((model_dir / "train_config.yaml").read_text())
     parts = []
     for source in config["data"]["train"]:
-        name = Path(source["path"]).parts[1] if source.get("kind", "labelled") != "weak" else f"weak:{source['path']}"
+        name = (
+            Path(source["path"]).parts[1]
+            if source.get("kind", "labelled") != "weak"
+            else f"weak:{source['path']}"
+        )
         limit = f"[:{source['limit']}]" if source.get("limit") else ""
         parts.append(name + limit)
     extras = []
@@ -37,7 +41,11 @@ def describe(model_dir: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=sorted(glob.glob("models/exp-*")) + ["models/quickstart", "models/default"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=sorted(glob.glob("models/exp-*")) + ["models/quickstart", "models/default"],
+    )
     parser.add_argument("--data", default="data/gold/test.jsonl")
     parser.add_argument("--data-root", default="../shared/datasets")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/experiments.json"))
@@ -54,19 +62,28 @@ def main() -> None:
         metrics = compute_metrics([e.label for e in examples], [p.label for p in predictions])
         seed = seed_agreement(clf)
         train_sizes = json.loads((path / "metrics.json").read_text())["data"]["sizes"]["train"]
-        rows.append({
-            "model": path.name, "train": describe(path), "train_sentences": train_sizes,
-            "macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"],
-            "f1": {k: v["f1"] for k, v in metrics["per_class"].items()},
-            "seed_article": f"{seed[0]}/{seed[1]}",
-        })
+        rows.append(
+            {
+                "model": path.name,
+                "train": describe(path),
+                "train_sentences": train_sizes,
+                "macro_f1": metrics["macro_f1"],
+                "accuracy": metrics["accuracy"],
+                "f1": {k: v["f1"] for k, v in metrics["per_class"].items()},
+                "seed_article": f"{seed[0]}/{seed[1]}",
+            }
+        )
     print(f"real-news gold test: {args.data} (n={len(examples)})\n")
-    print("| model | training data | train sentences | macro-F1 | claim | denial | official | other | seed article |")
+    print(
+        "| model | training data | train sentences | macro-F1 | claim | denial | official | other | seed article |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         f1 = r["f1"]
-        print(f"| {r['model']} | {r['train']} | {r['train_sentences']} | {r['macro_f1']:.3f} | {f1['claim']:.3f} | "
-              f"{f1['denial']:.3f} | {f1['official_statement']:.3f} | {f1['other']:.3f} | {r['seed_article']} |")
+        print(
+            f"| {r['model']} | {r['train']} | {r['train_sentences']} | {r['macro_f1']:.3f} | {f1['claim']:.3f} | "
+            f"{f1['denial']:.3f} | {f1['official_statement']:.3f} | {f1['other']:.3f} | {r['seed_article']} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"data": args.data, "n": len(examples), "runs": rows}, indent=2) + "\n")
 

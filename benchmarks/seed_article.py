@@ -25,7 +25,9 @@ def expected_rows(labels_md: Path) -> list[tuple[str, str]]:
     return [(s, label) for s, label in rows if s in section and label != "label"]
 
 
-def seed_rows(clf: Classifier, labels_md: Path = LABELS_MD, seed_article: Path = SEED) -> list[dict[str, object]]:
+def seed_rows(
+    clf: Classifier, labels_md: Path = LABELS_MD, seed_article: Path = SEED
+) -> list[dict[str, object]]:
     """Each table sentence of LABELS.md with the model's label for it."""
     analysed = clf.analyze(seed_article.read_text())
     results = []

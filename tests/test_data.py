@@ -126,7 +126,11 @@ def test_committed_gold_resolves_against_the_shared_data():
         assert len(examples) > 500 and all(e.text.strip() for e in examples)
         docs[split] = {e.doc for e in examples}
     # Split by article: no article in two splits.
-    assert not (docs["train"] & docs["dev"]) and not (docs["train"] & docs["test"]) and not (docs["dev"] & docs["test"])
+    assert (
+        not (docs["train"] & docs["dev"])
+        and not (docs["train"] & docs["test"])
+        and not (docs["dev"] & docs["test"])
+    )
 
 
 @pytest.mark.skipif(not (SHARED / "datasets").is_dir(), reason="needs ../shared/datasets")

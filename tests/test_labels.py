@@ -46,5 +46,7 @@ def test_inference_never_imports_training():
         "import sys, inference, inference.app, inference.cli, inference.standoff, inference.evaluate;"
         "print(sorted(m for m in sys.modules if m == 'training' or m.startswith('training.')))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.strip() == "[]"

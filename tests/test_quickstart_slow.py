@@ -15,18 +15,39 @@ from tests.conftest import ROOT, SHARED
 def test_quickstart_trains_and_labels_the_seed_article(tmp_path):
     (tmp_path / "data").symlink_to(ROOT / "data")
     train = subprocess.run(
-        [sys.executable, "-m", "training", "--config", str(ROOT / "configs" / "quickstart.yaml"),
-         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=1800,
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "--config",
+            str(ROOT / "configs" / "quickstart.yaml"),
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert train.returncode == 0, train.stderr[-3000:]
     metrics = json.loads((tmp_path / "models" / "quickstart" / "metrics.json").read_text())
     assert metrics["test"]["macro_f1"] > 0.75  # the corpus test split
     seed = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "seed_article.py"), "--model", "models/quickstart",
-         "--labels-md", str(SHARED / "LABELS.md"), "--seed-article", str(SHARED / "seed_article.txt"),
-         "--out", str(tmp_path)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "seed_article.py"),
+            "--model",
+            "models/quickstart",
+            "--labels-md",
+            str(SHARED / "LABELS.md"),
+            "--seed-article",
+            str(SHARED / "seed_article.txt"),
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert seed.returncode == 0, seed.stderr[-2000:]
     result = json.loads((tmp_path / "seed_article_quickstart.json").read_text())

@@ -27,8 +27,12 @@ def make_root(tmp_path):
     root = tmp_path / "root"
     text_dir = root / "polnear" / "data" / "train" / "text"
     text_dir.mkdir(parents=True)
-    (text_dir / "a.txt").write_text("Title\n\nPolice said two were held. The mayor denied it. Rain fell. It stopped.\n")
-    (text_dir / "b.txt").write_text("Another\n\nA witness said it was loud. Officials disputed that. The end came. Done.\n")
+    (text_dir / "a.txt").write_text(
+        "Title\n\nPolice said two were held. The mayor denied it. Rain fell. It stopped.\n"
+    )
+    (text_dir / "b.txt").write_text(
+        "Another\n\nA witness said it was loud. Officials disputed that. The end came. Done.\n"
+    )
     return root
 
 
