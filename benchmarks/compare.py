@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument(
         "--models",
         nargs="+",
-        default=sorted(glob.glob("models/exp-*")) + ["models/quickstart", "models/default"],
+        default=[*sorted(glob.glob("models/exp-*")), "models/quickstart", "models/default"],
     )
     parser.add_argument("--data", default="data/gold/test.jsonl")
     parser.add_argument("--data-root", default="../shared/datasets")

@@ -1,8 +1,8 @@
 """configs/tiny.yaml trained for real into a temporary MLflow store, then checked from the outside."""
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path

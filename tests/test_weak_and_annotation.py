@@ -2,9 +2,9 @@ import json
 
 import pytest
 
+from tests.conftest import SHARED
 from training.annotation import agreement, build_gold, merge_labels, prepare_batches, split_of
 from training.weak import _combine, read_weak, rule_label
-from tests.conftest import SHARED
 
 
 def test_rule_label_follows_the_guide_precedence():

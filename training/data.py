@@ -14,8 +14,8 @@ from transformers import PreTrainedTokenizerBase
 from inference.labels import LABEL2ID, LABELS, label_counts
 from inference.records import Example, read_labelled
 from inference.standoff import read_standoff
-from training.weak import read_weak
 from training.config import DataConfig, DataSource
+from training.weak import read_weak
 
 
 @dataclass(frozen=True)
