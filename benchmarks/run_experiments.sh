@@ -10,4 +10,4 @@ for name in "${names[@]}"; do
   echo "=== $name"
   .venv/bin/claimlens-train --config "configs/experiments/$name.yaml"
 done
-.venv/bin/python benchmarks/compare.py
+.venv/bin/python -m benchmarks.compare
