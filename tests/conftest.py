@@ -67,27 +67,28 @@ def tiny_context_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_model_dir(model, tokenizer, config, {}, target)
 
 
+def train_cli(
+    cwd: Path, config: str, *overrides: str, link_data: bool = True, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m training`` on ``configs/<config>.yaml`` in ``cwd`` (with the repo's data linked)."""
+    if link_data:
+        (cwd / "data").symlink_to(ROOT / "data")
+    return subprocess.run(
+        [sys.executable, "-m", "training", "--config", str(ROOT / "configs" / f"{config}.yaml"), *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ | {"MLFLOW_TRACKING_URI": ""},
+    )
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """configs/tiny.yaml trained for real through the CLI into a temporary MLflow store."""
     work = tmp_path_factory.mktemp("train")
-    (work / "data").symlink_to(ROOT / "data")
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training",
-            "--config",
-            str(ROOT / "configs" / "tiny.yaml"),
-            f"tracking.uri={uri}",
-        ],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=os.environ | {"MLFLOW_TRACKING_URI": ""},
-    )
+    proc = train_cli(work, "tiny", f"tracking.uri={uri}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {"work": work, "uri": uri, "model_dir": work / "models" / "tiny", "stdout": proc.stdout}
 

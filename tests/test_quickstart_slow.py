@@ -6,27 +6,15 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT, SHARED, train_cli
 
 
 @pytest.mark.slow
 @pytest.mark.real_weights
 @pytest.mark.skipif(not (SHARED / "LABELS.md").is_file(), reason="needs ../shared")
 def test_quickstart_trains_and_labels_the_seed_article(tmp_path):
-    (tmp_path / "data").symlink_to(ROOT / "data")
-    train = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training",
-            "--config",
-            str(ROOT / "configs" / "quickstart.yaml"),
-            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=1800,
+    train = train_cli(
+        tmp_path, "quickstart", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", timeout=1800
     )
     assert train.returncode == 0, train.stderr[-3000:]
     metrics = json.loads((tmp_path / "models" / "quickstart" / "metrics.json").read_text())

@@ -12,7 +12,7 @@ import yaml
 
 from inference.labels import LABELS
 from inference.predict import Classifier
-from tests.conftest import ROOT
+from tests.conftest import train_cli
 
 SENTENCES = ["The army denied the report.", "Rebels said they took the town.", "The city is old."]
 
@@ -108,21 +108,7 @@ print(json.dumps(out.to_dict(orient="records")))
 
 
 def test_same_config_and_seed_give_the_same_metrics(trained, tmp_path):
-    (tmp_path / "data").symlink_to(ROOT / "data")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training",
-            "--config",
-            str(ROOT / "configs" / "tiny.yaml"),
-            "tracking.enabled=false",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = train_cli(tmp_path, "tiny", "tracking.enabled=false")
     assert proc.returncode == 0, proc.stderr[-2000:]
     first = json.loads((trained["model_dir"] / "metrics.json").read_text())
     again = json.loads((tmp_path / "models" / "tiny" / "metrics.json").read_text())
@@ -137,21 +123,7 @@ def test_a_failing_run_is_marked_failed(tmp_path):
         json.dumps({"text": "Police said so.", "label": "official_statement"}) + "\n"
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training",
-            "--config",
-            str(ROOT / "configs" / "tiny.yaml"),
-            f"tracking.uri={uri}",
-            "tracking.experiment=broken",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = train_cli(tmp_path, "tiny", f"tracking.uri={uri}", "tracking.experiment=broken", link_data=False)
     assert proc.returncode == 2
     assert re.search(r"data file data/corpus/\w+\.jsonl does not exist", proc.stderr)
     client = MlflowClient(tracking_uri=uri)
@@ -161,12 +133,6 @@ def test_a_failing_run_is_marked_failed(tmp_path):
 
 
 def test_train_cli_rejects_bad_config_without_a_traceback(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "training", "--config", str(ROOT / "configs" / "tiny.yaml"), "train.epochz=1"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = train_cli(tmp_path, "tiny", "train.epochz=1", link_data=False, timeout=120)
     assert proc.returncode == 2
     assert "train.epochz" in proc.stderr and "Traceback" not in proc.stderr
