@@ -136,3 +136,15 @@ def test_train_cli_rejects_bad_config_without_a_traceback(tmp_path):
     proc = train_cli(tmp_path, "tiny", "train.epochz=1", link_data=False, timeout=120)
     assert proc.returncode == 2
     assert "train.epochz" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_log_model_off_logs_the_run_but_no_model(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = train_cli(tmp_path, "tiny", f"tracking.uri={uri}", "tracking.log_model=false", "train.epochs=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("claimlens-tiny").experiment_id])
+    assert run.info.status == "FINISHED" and "test_macro_f1" in run.data.metrics
+    assert client.search_model_versions("name='claimlens-tiny'") == []

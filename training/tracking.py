@@ -97,6 +97,8 @@ class MlflowTracker:
         mlflow.log_text(text, name)
 
     def log_model(self, model_dir: Path, input_example: list[str]) -> None:
+        if not self.config.log_model:
+            return
         import mlflow
         import pandas as pd
 
