@@ -20,9 +20,9 @@ SEED = Path("../shared/seed_article.txt")
 
 
 def expected_rows(labels_md: Path) -> list[tuple[str, str]]:
-    rows = re.findall(r"^\| (.+?) \| (\w+) \|$", labels_md.read_text(), flags=re.MULTILINE)
     section = labels_md.read_text().split("## The seed article, labelled")[1]
-    return [(s, label) for s, label in rows if s in section and label != "label"]
+    rows = re.findall(r"^\| (.+?) \| (\w+) \|$", section, flags=re.MULTILINE)
+    return [(s, label) for s, label in rows if label != "label"]
 
 
 def seed_rows(
@@ -41,9 +41,13 @@ def seed_rows(
     return results
 
 
+def agreeing(rows: list[dict[str, object]]) -> int:
+    return sum(r["expected"] == r["predicted"] for r in rows)
+
+
 def seed_agreement(clf: Classifier) -> tuple[int, int]:
     rows = seed_rows(clf)
-    return sum(r["expected"] == r["predicted"] for r in rows), len(rows)
+    return agreeing(rows), len(rows)
 
 
 def main() -> None:
@@ -56,7 +60,7 @@ def main() -> None:
 
     clf = Classifier.load(args.model)
     results = seed_rows(clf, args.labels_md, args.seed_article)
-    agree = sum(r["expected"] == r["predicted"] for r in results)
+    agree = agreeing(results)
     for r in results:
         mark = "ok " if r["expected"] == r["predicted"] else "MISS"
         print(f"{mark} {r['expected']:<19}{r['predicted']:<19}{r['score']:.2f}  {r['sentence'][:70]}")

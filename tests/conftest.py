@@ -93,6 +93,21 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return {"work": work, "uri": uri, "model_dir": work / "models" / "tiny", "stdout": proc.stdout}
 
 
+def polnear_root(tmp_path: Path, texts: dict[str, str], anns: dict[str, str] | None = None) -> Path:
+    """A data root laid out like ``polnear/data/train`` holding ``texts`` (and BRAT ``anns``)."""
+    root = tmp_path / "root"
+    text_dir = root / "polnear" / "data" / "train" / "text"
+    text_dir.mkdir(parents=True)
+    for name, text in texts.items():
+        (text_dir / f"{name}.txt").write_text(text)
+    if anns:
+        ann_dir = text_dir.parent / "attributions"
+        ann_dir.mkdir()
+        for name, ann in anns.items():
+            (ann_dir / f"{name}_x1.ann").write_text(ann)
+    return root
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,7 +4,7 @@ import pytest
 
 from inference.records import read_labelled
 from inference.standoff import document_sentences, read_standoff
-from tests.conftest import SAMPLE, SHARED
+from tests.conftest import SAMPLE, SHARED, polnear_root
 from training.config import DataConfig
 from training.data import encode, load_splits
 from training.modeling import tiny_tokenizer
@@ -77,11 +77,8 @@ def test_encode_pairs_context_as_second_segment(tmp_path):
 
 
 def test_standoff_rebuilds_text_from_a_data_root(tmp_path):
-    root = tmp_path / "root"
-    text_dir = root / "polnear" / "data" / "train" / "text"
-    text_dir.mkdir(parents=True)
-    (text_dir / "story.txt").write_text(
-        'Headline\n\nPolice said two men were held. "It is false," he said.\n'
+    root = polnear_root(
+        tmp_path, {"story": 'Headline\n\nPolice said two men were held. "It is false," he said.\n'}
     )
     sentences = document_sentences(root, "polnear", "train/story")
     assert [s.text for s in sentences] == [

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from tests.conftest import SHARED
+from inference.standoff import document_sentences
+from tests.conftest import SHARED, polnear_root
 from training.annotation import agreement, build_gold, merge_labels, prepare_batches, split_of
 from training.weak import _combine, read_weak, rule_label
 
@@ -24,16 +25,13 @@ def test_unknown_adapter_and_missing_root(tmp_path):
 
 
 def make_root(tmp_path):
-    root = tmp_path / "root"
-    text_dir = root / "polnear" / "data" / "train" / "text"
-    text_dir.mkdir(parents=True)
-    (text_dir / "a.txt").write_text(
-        "Title\n\nPolice said two were held. The mayor denied it. Rain fell. It stopped.\n"
+    return polnear_root(
+        tmp_path,
+        {
+            "a": "Title\n\nPolice said two were held. The mayor denied it. Rain fell. It stopped.\n",
+            "b": "Another\n\nA witness said it was loud. Officials disputed that. The end came. Done.\n",
+        },
     )
-    (text_dir / "b.txt").write_text(
-        "Another\n\nA witness said it was loud. Officials disputed that. The end came. Done.\n"
-    )
-    return root
 
 
 def test_prepare_merge_build_and_agreement(tmp_path, monkeypatch):
@@ -83,3 +81,38 @@ def test_weak_adapters_read_the_shared_data():
     assert {e.label for e in emergent} <= {"claim", "denial", "official_statement"}
     assert any(e.label == "denial" for e in emergent)
     assert all(e.doc.startswith("emergent:") for e in emergent)
+
+
+def test_weak_labels_never_speak_for_held_out_or_gold_documents(tmp_path):
+    from training.config import DataConfig
+    from training.data import load_splits
+
+    text = "Title\n\nPolice said two were held. The mayor denied it. A witness said it rained.\n"
+    # One speech attribution per document: cue "said" at 14-18, source "Police" at 7-13.
+    ann = "T1\tSource 7 13\tPolice\nT2\tCue 14 18\tsaid\nE1\tAttribution:T2 Cue:T2 Source:T1\n"
+    root = polnear_root(tmp_path, {"a": text, "b": text, "c": text}, {"a": ann, "b": ann, "c": ann})
+    sentences = document_sentences(root, "polnear", "train/a")
+    labels = ["other", "official_statement", "denial", "claim"]
+
+    def gold(name: str, doc: str) -> str:
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(
+            "".join(
+                json.dumps(
+                    {"dataset": "polnear", "doc": doc, "idx": i, "start": s.start, "end": s.end, "label": lab}
+                )
+                + "\n"
+                for i, (s, lab) in enumerate(zip(sentences, labels, strict=True))
+            )
+        )
+        return str(path)
+
+    config = DataConfig(
+        root=str(root),
+        train=[{"path": "polnear", "kind": "weak"}, {"path": gold("train", "train/a"), "kind": "standoff"}],
+        dev=[{"path": gold("dev", "train/b"), "kind": "standoff"}],
+    )
+    splits = load_splits(config)
+    weak_docs = [e.doc for e in splits.train[: len(splits.train) - len(sentences)]]
+    assert set(weak_docs) == {"polnear:train/c"}  # a has gold, b is dev
+    assert splits.train[1].label == "official_statement"  # the rule: "Police" + "said"

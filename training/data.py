@@ -46,15 +46,21 @@ def load_source(source: DataSource, root: Path) -> list[Example]:
 
 
 def load_split(
-    sources: Sequence[DataSource], root: Path, exclude_docs: frozenset[str] = frozenset()
+    sources: Sequence[DataSource], root: Path, held_out: frozenset[str] = frozenset()
 ) -> list[Example]:
-    """Every source of one split; weak sentences of documents in ``exclude_docs`` are dropped."""
+    """Every source of one split.
+
+    Weak labels never speak for a document that has real labels in this split
+    or that is held out (``held_out``: the dev/test documents).
+    """
+    loaded = {i: load_source(s, root) for i, s in enumerate(sources) if s.kind != "weak"}
+    labelled = held_out | {e.doc for part in loaded.values() for e in part}
     examples: list[Example] = []
-    for source in sources:
-        loaded = load_source(source, root)
+    for i, source in enumerate(sources):  # config order, so that shuffling stays reproducible
         if source.kind == "weak":
-            loaded = [e for e in loaded if e.doc not in exclude_docs]
-        examples += loaded
+            examples += [e for e in load_source(source, root) if e.doc not in labelled]
+        else:
+            examples += loaded[i]
     counts = Counter((e.doc, e.idx) for e in examples)
     dupes = sorted(k for k, n in counts.items() if n > 1)
     if dupes:
@@ -67,10 +73,8 @@ def load_splits(config: DataConfig) -> Splits:
     root = Path(config.root)
     dev = load_split(config.dev, root)
     test = load_split(config.test, root)
-    # Weak labels never speak for a document that has gold labels or is held out.
-    gold_train = [s for s in config.train if s.kind == "standoff"]
-    held = frozenset(e.doc for e in dev + test + load_split(gold_train, root))
-    splits = Splits(train=load_split(config.train, root, exclude_docs=held), dev=dev, test=test)
+    held_out = frozenset(e.doc for e in dev + test)
+    splits = Splits(train=load_split(config.train, root, held_out), dev=dev, test=test)
     missing = [label for label, n in label_counts(e.label for e in splits.train).items() if n == 0]
     if missing:
         raise ValueError(f"the train split has no examples of {', '.join(missing)}")

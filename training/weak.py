@@ -1,9 +1,8 @@
 """Weak supervision: documented rules that turn the shared datasets' own annotations into our labels.
 
 These labels come from rules, not from reading: they are *weak* and named so
-everywhere (``kind: weak`` in configs, ``weak:<adapter>`` in document ids).
-Their precision against the hand-made gold is measured by
-``python -m training.weak`` and reported in ``data/README.md``.
+(``kind: weak`` in configs). Their precision against the hand-made gold is
+measured by ``python -m benchmarks.data_stats`` and reported in ``data/README.md``.
 """
 
 from __future__ import annotations
@@ -193,17 +192,3 @@ def precision_against_gold(adapter: str, root: Path, gold_paths: list[Path]) -> 
     for row in result.values():
         row["precision"] = round(row["correct"] / row["n"], 3)
     return result
-
-
-if __name__ == "__main__":
-    import json
-
-    root = Path("../shared/datasets")
-    golds = sorted(Path("data/gold").glob("[a-z]*.jsonl"))
-    golds = [p for p in golds if p.stem in ("train", "dev", "test")]
-    for name in ADAPTERS:
-        examples = read_weak(name, root)
-        from inference.labels import label_counts
-
-        print(name, len(examples), label_counts(e.label for e in examples))
-        print("  precision vs gold:", json.dumps(precision_against_gold(name, root, golds)))
