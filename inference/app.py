@@ -4,49 +4,113 @@ Run it with ``claimlens serve --model DIR`` or, reading the environment only,
 ``CLAIMLENS_MODEL=DIR uvicorn --factory inference.app:app_from_env``.
 """
 
+import hmac
 import logging
 import os
+import re
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from inference.backends import check_choice
+from inference.batching import BatcherClosed, MicroBatcher, QueueFull
 from inference.labels import LABELS
 from inference.model import check_model_dir, read_info
-from inference.predict import Classifier
+from inference.predict import Classifier, Prediction, split_article
 
 log = logging.getLogger("claimlens.server")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Server limits; every one is checked before the model sees a request."""
+    """How the server runs; every limit is checked before the model sees a request.
+
+    ``api_keys``: when any are set, every route but ``/health`` needs ``Authorization:
+    Bearer <key>``. ``cors_origins``: browser origins allowed to call the API (none by
+    default). ``batch_wait_ms``: how long the micro-batcher waits to gather concurrent
+    requests (0 turns micro-batching off).
+    """
 
     model_dir: str
+    backend: str = "torch"
+    quantize: str = "none"
+    threads: int | None = None
     max_sentences: int = 256
     max_sentence_chars: int = 2_000
     max_text_chars: int = 100_000
     max_body_bytes: int = 1_000_000
+    batch_wait_ms: float = 3.0
+    max_batch: int = 64
+    max_queue: int = 64
+    request_timeout_s: float = 30.0
+    shutdown_timeout_s: float = 20.0
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # never printed or logged
+    cors_origins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_choice(self.backend, self.quantize)
+        for name in ("max_sentences", "max_sentence_chars", "max_text_chars", "max_body_bytes", "max_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_queue < 1 or self.batch_wait_ms < 0 or self.request_timeout_s <= 0:
+            raise ValueError("max_queue must be >= 1, batch_wait_ms >= 0 and request_timeout_s > 0")
+        if any(len(key) < 16 or not key.isprintable() or " " in key for key in self.api_keys):
+            raise ValueError("API keys must be at least 16 printable characters without spaces")
 
     @classmethod
-    def from_env(cls) -> "Settings":
-        model = os.environ.get("CLAIMLENS_MODEL")
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        """Read ``CLAIMLENS_MODEL`` and the optional ``CLAIMLENS_<SETTING>`` variables.
+
+        ``CLAIMLENS_API_KEYS`` and ``CLAIMLENS_CORS_ORIGINS`` are comma-separated;
+        ``CLAIMLENS_API_KEYS_FILE`` names a file of keys, one per line.
+        """
+        env = dict(os.environ if env is None else env)
+        model = env.get("CLAIMLENS_MODEL")
         if not model:
             raise ValueError("set CLAIMLENS_MODEL to a model directory")
-        ints = {
-            name: int(os.environ[f"CLAIMLENS_{name.upper()}"])
-            for name in ("max_sentences", "max_sentence_chars", "max_text_chars", "max_body_bytes")
-            if f"CLAIMLENS_{name.upper()}" in os.environ
-        }
-        return cls(model_dir=model, **ints)
+        values: dict[str, Any] = {}
+        for name, kind in (
+            ("backend", str),
+            ("quantize", str),
+            ("threads", int),
+            ("max_sentences", int),
+            ("max_sentence_chars", int),
+            ("max_text_chars", int),
+            ("max_body_bytes", int),
+            ("batch_wait_ms", float),
+            ("max_batch", int),
+            ("max_queue", int),
+            ("request_timeout_s", float),
+            ("shutdown_timeout_s", float),
+        ):
+            raw = env.get(f"CLAIMLENS_{name.upper()}")
+            if raw is not None:
+                try:
+                    values[name] = kind(raw)
+                except ValueError:
+                    raise ValueError(
+                        f"CLAIMLENS_{name.upper()} must be a {kind.__name__}, got {raw!r}"
+                    ) from None
+        for name in ("api_keys", "cors_origins"):
+            raw = env.get(f"CLAIMLENS_{name.upper()}", "")
+            values[name] = tuple(part.strip() for part in raw.split(",") if part.strip())
+        if env.get("CLAIMLENS_API_KEYS_FILE"):  # one key per line; keeps keys out of the environment
+            keys = Path(env["CLAIMLENS_API_KEYS_FILE"]).read_text(encoding="utf-8").split()
+            values["api_keys"] = (*values["api_keys"], *keys)
+        return cls(model_dir=model, **values)
 
 
 class _Strict(BaseModel):
@@ -57,6 +121,7 @@ class PredictionOut(BaseModel):
     label: str
     score: float
     scores: dict[str, float]
+    truncated: bool = Field(description="the sentence was longer than the model reads; its end was cut")
 
 
 class SentenceOut(PredictionOut):
@@ -71,19 +136,83 @@ class ModelOut(BaseModel):
     base_model: str
     context: bool
     max_length: int
+    backend: str
     config_digest: str
     metrics: dict[str, Any]
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
-def create_app(settings: Settings, loader: Callable[[str], Classifier] = Classifier.load) -> FastAPI:
+class BodyGuard:
+    """Reads a request body up to ``max_bytes`` before the app sees it: 413 past the limit
+    (with or without a Content-Length header) and 400 when it is not UTF-8."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await _error(413, f"request body over {self.max_bytes} bytes")(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await _error(413, f"request body over {self.max_bytes} bytes")(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as err:
+            await _error(400, f"request body is not valid UTF-8 (byte {err.start})")(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _authorised(header: str | None, keys: tuple[str, ...]) -> bool:
+    scheme, _, token = (header or "").partition(" ")
+    matched = False
+    for key in keys:  # every key is compared, in constant time, so timing reveals nothing
+        matched |= hmac.compare_digest(token.strip().encode(), key.encode())
+    return scheme.lower() == "bearer" and matched
+
+
+def create_app(settings: Settings, loader: Callable[[str], Classifier] | None = None) -> FastAPI:
     """Build the app; the model directory is checked at start-up and loaded in the background.
 
-    >>> app = create_app(Settings(model_dir="models/quickstart"))  # doctest: +SKIP
+    >>> app = create_app(Settings(model_dir="models/quickstart", backend="onnx", quantize="int8"))  # doctest: +SKIP
     """
+    if loader is None:
+
+        def loader(path: str) -> Classifier:
+            return Classifier.load(
+                path, backend=settings.backend, quantize=settings.quantize, threads=settings.threads
+            )
 
     NonEmpty = Annotated[StrictStr, Field(min_length=1, max_length=settings.max_sentence_chars)]
 
@@ -109,12 +238,17 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] = Classif
         model: str
         sentences: list[SentenceOut]
 
-    state: dict[str, Any] = {"classifier": None, "error": None}
+    state: dict[str, Any] = {"classifier": None, "batcher": None, "error": None}
 
     def load() -> None:
         try:
-            state["classifier"] = loader(settings.model_dir)
-            log.info("model %s loaded", settings.model_dir)
+            clf = loader(settings.model_dir)
+            if settings.batch_wait_ms > 0:
+                state["batcher"] = MicroBatcher(
+                    clf, settings.batch_wait_ms, settings.max_batch, settings.max_queue
+                )
+            state["classifier"] = clf
+            log.info("model %s loaded (%s)", settings.model_dir, clf.backend.name)
         except Exception as err:  # reported by /health rather than lost in a thread
             log.exception("loading the model failed")
             state["error"] = str(err)
@@ -125,6 +259,8 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] = Classif
         state["info"] = read_info(Path(settings.model_dir))
         threading.Thread(target=load, name="model-loader", daemon=True).start()
         yield
+        if state["batcher"] is not None:
+            state["batcher"].close()
 
     app = FastAPI(
         title="claimlens",
@@ -133,13 +269,25 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] = Classif
         lifespan=lifespan,
     )
 
-    def classifier() -> Classifier:
+    def run(
+        texts: list[str], contexts: list[str | None] | None = None
+    ) -> tuple[Classifier, list[Prediction]]:
         clf = state["classifier"]
         if clf is None:
             raise HTTPException(
                 503, "the model is still loading" if not state["error"] else "the model failed to load"
             )
-        return clf
+        batcher: MicroBatcher | None = state["batcher"]
+        if batcher is None:
+            return clf, clf.predict(texts, contexts)
+        try:
+            return clf, batcher.predict(texts, contexts, timeout=settings.request_timeout_s)
+        except QueueFull:
+            raise HTTPException(503, "the server is busy; retry shortly", {"Retry-After": "1"}) from None
+        except BatcherClosed:
+            raise HTTPException(503, "the server is shutting down", {"Retry-After": "5"}) from None
+        except FutureTimeout:
+            raise HTTPException(503, "the request timed out in the queue", {"Retry-After": "1"}) from None
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -159,15 +307,35 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] = Classif
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s", request.url.path)
-        return _error(500, "internal error")
+        # The details stay in the log; the client gets an id to quote, never a trace or a path.
+        request_id = getattr(request.state, "request_id", uuid.uuid4().hex)
+        log.exception("unexpected error on %s (request id %s)", request.url.path, request_id)
+        return _error(500, "internal error", {"X-Request-ID": request_id}, request_id=request_id)
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            return _error(413, f"request body over {settings.max_body_bytes} bytes")
-        return await call_next(request)
+    async def identify_and_authorise(request: Request, call_next: Any) -> Any:
+        given = request.headers.get("x-request-id", "")
+        request.state.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        if (
+            settings.api_keys
+            and request.url.path != "/health"
+            and request.method != "OPTIONS"
+            and not _authorised(request.headers.get("authorization"), settings.api_keys)
+        ):
+            response = _error(401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
+        else:
+            response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        )
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
 
     @app.get("/health")
     def health() -> JSONResponse:
@@ -186,41 +354,70 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] = Classif
             base_model=info.base_model,
             context=info.context,
             max_length=info.max_length,
+            backend=settings.backend
+            if settings.quantize == "none"
+            else f"{settings.backend}_{settings.quantize}",
             config_digest=info.config_digest,
             metrics={k: info.metrics.get(k) for k in ("best_epoch", "dev", "test")},
         )
 
     @app.post("/v1/classify", response_model=ClassifyOut)
     def classify(body: ClassifyIn) -> ClassifyOut:
-        clf = classifier()
-        predictions = clf.predict(body.sentences)
+        clf, predictions = run(body.sentences)
         return ClassifyOut(
             model=clf.info.name,
-            predictions=[PredictionOut(label=p.label, score=p.score, scores=p.scores) for p in predictions],
+            predictions=[
+                PredictionOut(label=p.label, score=p.score, scores=p.scores, truncated=p.truncated)
+                for p in predictions
+            ],
         )
 
     @app.post("/v1/analyze", response_model=AnalyzeOut)
     def analyze(body: AnalyzeIn) -> AnalyzeOut:
-        clf = classifier()
-        if not body.text.strip():
-            raise HTTPException(422, "invalid request: text: has no sentences")
-        result = clf.analyze(body.text)
+        sentences = split_article(body.text)
+        if len(sentences) > settings.max_sentences:
+            raise HTTPException(
+                422, f"invalid request: text has {len(sentences)} sentences; at most {settings.max_sentences}"
+            )
+        contexts = [None, *(s.text for s in sentences[:-1])]
+        clf, predictions = run([s.text for s in sentences], contexts)
         return AnalyzeOut(
             model=clf.info.name,
             sentences=[
                 SentenceOut(
-                    sentence=s.sentence,
+                    sentence=s.text,
                     start=s.start,
                     end=s.end,
-                    label=s.label,
-                    score=s.score,
-                    scores=s.scores,
+                    label=p.label,
+                    score=p.score,
+                    scores=p.scores,
+                    truncated=p.truncated,
                 )
-                for s in result
+                for s, p in zip(sentences, predictions, strict=True)
             ],
         )
 
     return app
+
+
+def run_server(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    loader: Callable[[str], Classifier] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM; then stop accepting, finish in-flight requests, and exit
+    within ``settings.shutdown_timeout_s``."""
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings, loader),
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
+    )
 
 
 def app_from_env() -> FastAPI:

@@ -27,12 +27,19 @@ def _read_jsonl_inputs(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield lineno, row
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> Any:
     from inference.predict import Classifier
+
+    return Classifier.load(
+        args.model, backend=args.backend or "torch", quantize=args.quantize or "none", threads=args.threads
+    )
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
 
     if bool(args.texts) == bool(args.input):
         raise ValueError("give sentences as arguments or --input FILE.jsonl, not both or neither")
-    clf = Classifier.load(args.model)
+    clf = _load(args)
     if args.texts:
         rows: list[dict[str, Any]] = [{"id": i, "text": t} for i, t in enumerate(args.texts)]
     else:
@@ -47,7 +54,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             last_in_doc[doc] = row["text"]
     predictions = clf.predict([r["text"] for r in rows], contexts)
     out_rows = [
-        {"id": r["id"], "label": p.label, "score": p.score, "scores": p.scores}
+        {"id": r["id"], "label": p.label, "score": p.score, "scores": p.scores, "truncated": p.truncated}
         for r, p in zip(rows, predictions, strict=True)
     ]
     if args.output:
@@ -75,10 +82,9 @@ def _table(results: list[Any], out: TextIO, colour: bool) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from inference.predict import Classifier
 
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    results = Classifier.load(args.model).analyze(text)
+    results = _load(args).analyze(text)
     if args.format == "table":
         colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
         _table(results, sys.stdout, colour)
@@ -93,6 +99,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                         "label": r.label,
                         "score": r.score,
                         "scores": r.scores,
+                        "truncated": r.truncated,
                     }
                 )
             )
@@ -106,11 +113,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from inference.evaluate import compute_metrics, format_report
-    from inference.predict import Classifier
     from inference.records import load_examples
 
     examples = [e for path in args.data for e in load_examples(path, args.data_root)]
-    clf = Classifier.load(args.model)
+    clf = _load(args)
     predictions = clf.predict([e.text for e in examples], [e.context for e in examples])
     metrics = compute_metrics([e.label for e in examples], [p.label for p in predictions])
     print(format_report(metrics))
@@ -120,13 +126,51 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    import dataclasses
+    import os
 
-    from inference.app import Settings, create_app
+    from inference.app import Settings, run_server
 
-    settings = Settings(model_dir=args.model)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    # Keys come from the environment or a file, never from argv (which `ps` shows to everyone).
+    env = dict(os.environ) | {"CLAIMLENS_MODEL": args.model}
+    if args.api_keys_file:
+        env["CLAIMLENS_API_KEYS_FILE"] = args.api_keys_file
+    settings = Settings.from_env(env)
+    given = {
+        "backend": args.backend,
+        "quantize": args.quantize,
+        "threads": args.threads,
+        "batch_wait_ms": args.batch_wait_ms,
+        "max_batch": args.max_batch,
+        "max_queue": args.max_queue,
+        "cors_origins": tuple(args.cors_origin) if args.cors_origin else None,
+    }
+    settings = dataclasses.replace(settings, **{k: v for k, v in given.items() if v is not None})
+    if settings.api_keys:
+        print(
+            f"API keys required on every route but /health ({len(settings.api_keys)} configured)",
+            file=sys.stderr,
+        )
+    run_server(settings, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from inference.export import export_onnx
+
+    path = export_onnx(args.model, quantize=args.quantize)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _runtime_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--backend", choices=["torch", "onnx"], help="default: torch")
+    common.add_argument(
+        "--quantize", choices=["none", "int8"], help="int8 needs --backend onnx; default: none"
+    )
+    common.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use)")
+    return common
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,22 +178,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="claimlens", description="Label news sentences as claim, denial, official_statement or other."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    runtime = _runtime_options()
 
-    p = sub.add_parser("predict", help="classify sentences given as arguments or as JSONL")
+    p = sub.add_parser("predict", parents=[runtime], help="classify sentences given as arguments or as JSONL")
     p.add_argument("--model", required=True, help="a model directory, e.g. models/quickstart")
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.add_argument("--input", help="JSONL with id, text and optional doc (rows of a doc in reading order)")
     p.add_argument("--output", help="write JSONL here instead of stdout")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("analyze", help="split an article into sentences and label each")
+    p = sub.add_parser("analyze", parents=[runtime], help="split an article into sentences and label each")
     p.add_argument("--model", required=True)
     p.add_argument("--format", choices=["table", "jsonl", "csv"], default="table")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     p.add_argument("file", help="a text file, or - for standard input")
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class scores and confusion matrix")
+    p = sub.add_parser(
+        "evaluate", parents=[runtime], help="accuracy, macro-F1, per-class scores and confusion matrix"
+    )
     p.add_argument("--model", required=True)
     p.add_argument(
         "--data", required=True, nargs="+", help="labelled JSONL/CSV files, or stand-off gold JSONL"
@@ -158,11 +205,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the metrics as JSON here")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("serve", help="serve the HTTP endpoint")
+    p = sub.add_parser("export", help="export a model directory to ONNX, optionally quantised to int8")
+    p.add_argument("--model", required=True)
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--quantize", choices=["none", "int8"], default="none")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", parents=[runtime], help="serve the HTTP endpoint")
     p.add_argument("--model", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="info")
+    p.add_argument("--batch-wait-ms", type=float, help="micro-batching window (default 3; 0 turns it off)")
+    p.add_argument("--max-batch", type=int, help="sentences per micro-batch (default 64)")
+    p.add_argument("--max-queue", type=int, help="requests waiting before 503 Retry-After (default 64)")
+    p.add_argument(
+        "--cors-origin", action="append", help="a browser origin allowed to call the API (repeatable)"
+    )
+    p.add_argument(
+        "--api-keys-file", help="a file of API keys, one per line (or set CLAIMLENS_API_KEYS=key1,key2)"
+    )
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -22,7 +22,9 @@ def test_predict_texts_to_stdout(tiny_model_dir):
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["id"] for r in rows] == [0, 1]
-    assert all(set(r) == {"id", "label", "score", "scores"} and len(r["scores"]) == 4 for r in rows)
+    assert all(
+        set(r) == {"id", "label", "score", "scores", "truncated"} and len(r["scores"]) == 4 for r in rows
+    )
 
 
 def test_predict_jsonl_in_and_out(tiny_model_dir, tmp_path):

@@ -59,7 +59,7 @@ def test_classify_keeps_order_and_matches_the_library(server, tiny_model_dir):
     direct = Classifier.load(tiny_model_dir).predict(sentences)
     assert [p["label"] for p in body["predictions"]] == [p.label for p in direct]
     assert body["predictions"][0]["scores"] == pytest.approx(direct[0].scores, abs=1e-5)
-    assert set(body["predictions"][0]) == {"label", "score", "scores"}
+    assert set(body["predictions"][0]) == {"label", "score", "scores", "truncated"}
 
 
 def test_analyze_returns_offsets(server):
@@ -93,7 +93,7 @@ def test_openapi_docs(server):
         ("/v1/classify", {"texts": ["a"]}, 422, "texts"),
         ("/v1/classify", ["a"], 422, "body"),
         ("/v1/analyze", {"text": ""}, 422, "text"),
-        ("/v1/analyze", {"text": "   "}, 422, "no sentences"),
+        ("/v1/analyze", {"text": "   "}, 422, "text is empty"),
         ("/v1/analyze", {"text": 5}, 422, "text"),
         ("/v1/analyze", {"text": "x" * 100_001}, 422, "at most 100000"),
     ],

@@ -1,0 +1,97 @@
+"""Where the forward pass runs: PyTorch, or ONNX Runtime (fp32 or dynamically quantised int8).
+
+A backend takes the tokenizer's numpy arrays and returns logits as a numpy array, so that
+``Classifier`` does the same tokenising, batching and scoring whichever runs the model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+BACKENDS = ("torch", "onnx")
+QUANTIZE = ("none", "int8")
+ONNX_FILES = {"none": "model.onnx", "int8": "model.int8.onnx"}
+
+
+class Backend(Protocol):
+    name: str
+    input_names: tuple[str, ...]
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+
+def default_threads() -> int:
+    """The cores this process may use: more threads than that only contend."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_choice(backend: str, quantize: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    if backend == "torch" and quantize != "none":
+        raise ValueError("quantize=int8 needs backend=onnx (export the model with --quantize int8)")
+
+
+class TorchBackend:
+    """The fine-tuned PyTorch model, run under ``inference_mode``."""
+
+    name: str = "torch"
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model.eval()
+        self.input_names: tuple[str, ...] = tuple(
+            n for n in ("input_ids", "attention_mask", "token_type_ids") if n in _forward_args(model)
+        )
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            tensors = {n: torch.from_numpy(inputs[n]) for n in self.input_names if n in inputs}
+            return self.model(**tensors).logits.float().numpy()
+
+
+def _forward_args(model: PreTrainedModel) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
+
+
+class OnnxBackend:
+    """An exported model (see ``inference.export``) in an ONNX Runtime CPU session."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.name = "onnx_int8" if path.name == ONNX_FILES["int8"] else "onnx_fp32"
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        feed = {n: np.ascontiguousarray(inputs[n], dtype=np.int64) for n in self.input_names}
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
+
+
+def onnx_path(model_dir: Path, quantize: str) -> Path:
+    """The exported file for ``quantize``; a clear error when it was never exported."""
+    path = model_dir / ONNX_FILES[quantize]
+    if not path.is_file():
+        flag = " --quantize int8" if quantize == "int8" else ""
+        raise ValueError(
+            f"{path} does not exist: run `claimlens export --model {model_dir} --format onnx{flag}` first"
+        )
+    return path
