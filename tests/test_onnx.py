@@ -53,7 +53,7 @@ def test_int8_is_close_to_fp32(exported):
 def test_missing_export_and_bad_choices_are_clear_errors(tiny_model_dir, tmp_path):
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_model_dir, model_dir)
-    with pytest.raises(ValueError, match="claimlens export --model .* --format onnx --quantize int8"):
+    with pytest.raises(ValueError, match=r"claimlens export --model .* --format onnx --quantize int8"):
         Classifier.load(model_dir, backend="onnx", quantize="int8")
     with pytest.raises(ValueError, match="backend must be one of"):
         Classifier.load(model_dir, backend="tensorflow")
