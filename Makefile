@@ -7,7 +7,7 @@ FILE   ?= examples/article.txt
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-slow lint train-quickstart corpus gold serve mlflow-ui clean
+.PHONY: install demo test test-slow lint train-quickstart corpus gold serve export bench mlflow-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ corpus: install
 
 serve: install $(MODEL)/model.safetensors
 	$(BIN)/claimlens serve --model $(MODEL)
+
+export: install $(MODEL)/model.safetensors
+	$(BIN)/claimlens export --model $(MODEL) --format onnx --quantize int8
+
+# Speed against a `pipeline` baseline, offline and through the server (tables + benchmarks/results/*.json).
+bench: install $(MODEL)/model.safetensors
+	$(BIN)/python -m benchmarks.inference --model $(MODEL)
+	$(BIN)/python -m benchmarks.serve --model $(MODEL) --backend onnx --quantize int8
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000

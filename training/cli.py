@@ -3,11 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
-from training.config import load_config
+from training.checkpoint import checkpoint_root, latest_checkpoint, load_checkpoint
+from training.config import Config, load_config
 from training.loop import train
 from training.tracking import tracking_run
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # KeyboardInterrupt, not SystemExit: tracking_run ends the MLflow run KILLED for it, and it
+    # unwinds before save_model_dir, so no model directory is written.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Let ``kill`` (SIGTERM) stop a training the way Ctrl-C does, restoring the old handler after."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(config: Config, err: KeyboardInterrupt) -> int:
+    folder = latest_checkpoint(checkpoint_root(config))
+    where = (
+        f"the last checkpoint is {folder}: continue with --resume" if folder else "no checkpoint was saved"
+    )
+    print(f"claimlens-train: interrupted; {where}", file=sys.stderr)
+    return 128 + signal.SIGTERM if err.args == ("SIGTERM",) else 128 + signal.SIGINT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,18 +47,28 @@ def main(argv: list[str] | None = None) -> int:
         epilog="example: claimlens-train --config configs/quickstart.yaml train.epochs=2 optim.lr=3e-5",
     )
     parser.add_argument("--config", required=True, help="a YAML file under configs/")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted training from its last checkpoint (same config and overrides)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides of the config")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)
+        resume = load_checkpoint(config) if args.resume else None
     except ValueError as err:
         parser.exit(2, f"claimlens-train: error: {err}\n")
-    print(f"training {config.name!r} from {args.config} (base model {config.model.base})", file=sys.stderr)
+    start = f"resuming after epoch {resume.epoch} of" if resume else "training"
+    print(f"{start} {config.name!r} from {args.config} (base model {config.model.base})", file=sys.stderr)
+    run_id = resume.run_id if resume else None
     try:
-        with tracking_run(config.tracking, config.name) as tracker:
-            result = train(config, tracker)
+        with _sigterm_interrupts(), tracking_run(config.tracking, config.name, run_id) as tracker:
+            result = train(config, tracker, resume)
     except ValueError as err:
         parser.exit(2, f"claimlens-train: error: {err}\n")
+    except KeyboardInterrupt as err:
+        return _interrupted(config, err)
     dev = result.metrics["dev"]
     print(f"model written to {result.model_dir}")
     print(f"best epoch {result.metrics['best_epoch']}: dev macro-F1 {dev['macro_f1']:.4f}")

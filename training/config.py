@@ -56,6 +56,13 @@ class TrainConfig(_Frozen):
     eval_batch_size: int = Field(default=64, ge=1)
     class_weighting: Literal["none", "balanced", "sqrt"] = "sqrt"
     threads: int | None = Field(default=None, ge=1, description="torch threads; default: all cores")
+    checkpoint_every: int = Field(
+        default=1, ge=0, description="save a resumable checkpoint every N epochs; 0: never"
+    )
+    checkpoint_dir: str | None = Field(
+        default=None,
+        description="checkpoints go to <checkpoint_dir>/<name>; default: <output_dir>/.checkpoints",
+    )
 
 
 class TrackingConfig(_Frozen):
@@ -85,6 +92,18 @@ class Config(_Frozen):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``: the names overrides and tracked params use."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = value
+    return flat
 
 
 def _parse_value(raw: str) -> Any:

@@ -24,7 +24,17 @@ from inference.labels import LABELS
 from inference.model import ModelInfo
 from inference.predict import Classifier
 from inference.records import Example
-from training.config import Config
+from training.checkpoint import (
+    Checkpoint,
+    Live,
+    Progress,
+    checkpoint_root,
+    discard_stale,
+    remove_checkpoints,
+    restore,
+    save_checkpoint,
+)
+from training.config import Config, flatten
 from training.data import Splits, encode, load_splits
 from training.modeling import build_model
 from training.report import write_reports
@@ -97,6 +107,26 @@ def _optimizer(model: PreTrainedModel, config: Config) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=config.optim.lr)
 
 
+def _run_epoch(
+    live: Live, loader: DataLoader, loss_fn: torch.nn.Module, grad_clip: float, desc: str
+) -> float:
+    """One pass over the training data; the mean batch loss."""
+    live.model.train()
+    total = 0.0
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False)
+    for batch in bar:
+        labels = batch.pop("labels")
+        loss = loss_fn(live.model(**batch).logits, labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(live.model.parameters(), grad_clip)
+        live.optimizer.step()
+        live.scheduler.step()
+        live.optimizer.zero_grad()
+        total += loss.item()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return total / len(loader)
+
+
 def fit(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -104,9 +134,11 @@ def fit(
     config: Config,
     info: ModelInfo,
     tracker: Tracker,
+    resume: Checkpoint | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train for the configured epochs; leave the best-dev weights in ``model``."""
+    """Train for the configured epochs (after ``resume``'s); leave the best-dev weights in ``model``."""
     train_ds = encode(splits.train, tokenizer, config.model.max_length, config.model.context)
+    # Batch order comes from this generator alone, so a checkpoint can restore it exactly.
     generator = torch.Generator().manual_seed(config.seed)
     lengths = [len(ids) for ids in train_ds["input_ids"]]
     loader = DataLoader(
@@ -122,48 +154,44 @@ def fit(
         num_warmup_steps=math.ceil(config.optim.warmup_ratio * steps),
         num_training_steps=steps,
     )
+    live = Live(model, optimizer, scheduler, generator)
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(splits.train, config.train.class_weighting))
     classifier = Classifier(model, tokenizer, info, batch_size=config.train.eval_batch_size)
-    best: dict[str, Any] = {"macro_f1": -1.0}
-    best_state: dict[str, torch.Tensor] = {}
-    history = []
-    for epoch in range(1, config.train.epochs + 1):
-        model.train()
-        total, started = 0.0, time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch}/{config.train.epochs}", unit="batch", leave=False)
-        for batch in bar:
-            labels = batch.pop("labels")
-            loss = loss_fn(model(**batch).logits, labels)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            total += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+    progress = restore(resume, live) if resume else Progress()
+    every = config.train.checkpoint_every
+    for epoch in range(progress.epoch + 1, config.train.epochs + 1):
+        started = time.perf_counter()
+        desc = f"epoch {epoch}/{config.train.epochs}"
+        train_loss = _run_epoch(live, loader, loss_fn, config.optim.grad_clip, desc)
         dev = evaluate(classifier, splits.dev)
-        row = {"epoch": epoch, "train_loss": total / len(loader), "seconds": time.perf_counter() - started}
-        history.append(row | {"dev": dev})
-        tracker.log_metrics({"train_loss": row["train_loss"], **flat_metrics(dev, "dev")}, step=epoch)
+        row = {"epoch": epoch, "train_loss": train_loss, "seconds": time.perf_counter() - started}
+        progress.history.append(row | {"dev": dev})
+        tracker.log_metrics({"train_loss": train_loss, **flat_metrics(dev, "dev")}, step=epoch)
         tqdm.write(
-            f"epoch {epoch}: train loss {row['train_loss']:.4f}, dev macro-F1 {dev['macro_f1']:.4f}"
+            f"epoch {epoch}: train loss {train_loss:.4f}, dev macro-F1 {dev['macro_f1']:.4f}"
             f" ({row['seconds']:.0f}s)"
         )
-        if dev["macro_f1"] > best["macro_f1"]:
-            best = dev | {"epoch": epoch}
-            best_state = copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
+        if dev["macro_f1"] > progress.best["macro_f1"]:
+            progress.best = dev | {"epoch": epoch}
+            progress.best_state = copy.deepcopy(model.state_dict())
+        progress.epoch = epoch
+        # After the metrics are logged: a kill in between re-logs this epoch's identical values
+        # on resume, rather than leaving a gap in the MLflow history.
+        if every and epoch % every == 0:
+            save_checkpoint(checkpoint_root(config), config, tracker.run_id, live, progress)
+    model.load_state_dict(progress.best_state)
     model.eval()
-    return best, history
+    return progress.best, progress.history
 
 
-def train(config: Config, tracker: Tracker) -> TrainResult:
-    """Run one training from a validated config; return where the model went and its metrics."""
+def train(config: Config, tracker: Tracker, resume: Checkpoint | None = None) -> TrainResult:
+    """Run one training from a validated config (or continue ``resume``); return the model and metrics."""
     seed_everything(config.seed)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     splits = load_splits(config.data)
-    tracker.log_params(_flatten(config.model_dump(mode="json")))
+    # Re-logging identical params is allowed by MLflow, so a resumed run logs them again harmlessly.
+    tracker.log_params(flatten(config.model_dump(mode="json")))
     tracker.log_params({f"data_size_{k}": v for k, v in splits.sizes().items()})
     tracker.log_text(json.dumps(splits.counts(), indent=2), "data/label_counts.json")
     tracker.log_text(config.to_yaml(), "train_config.yaml")
@@ -178,11 +206,35 @@ def train(config: Config, tracker: Tracker) -> TrainResult:
         context=config.model.context,
         max_length=config.model.max_length,
     )
+    if resume is None:
+        discard_stale(config)
     started = time.perf_counter()
-    best_dev, history = fit(model, tokenizer, splits, config, info, tracker)
+    best_dev, history = fit(model, tokenizer, splits, config, info, tracker, resume)
     classifier = Classifier(model, tokenizer, info, batch_size=config.train.eval_batch_size)
     test = evaluate(classifier, splits.test) if splits.test else None
-    metrics = {
+    seconds = time.perf_counter() - started + (resume.seconds if resume else 0.0)
+    metrics = _metrics(best_dev, history, test, seconds, splits)
+    metrics["resumed_from_epoch"] = resume.epoch if resume else None
+    if test:
+        tracker.log_metrics(flat_metrics(test, "test"))
+    tracker.log_metrics({"best_epoch": best_dev["epoch"], "train_seconds": metrics["train_seconds"]})
+    model_dir = save_model_dir(model, tokenizer, config, metrics, Path(config.output_dir) / config.name)
+    write_reports(metrics, tracker)
+    tracker.log_model(model_dir, [e.text for e in (splits.test or splits.dev)[:3]])
+    # Only now: a kill before this point can still resume and log the model to the same run.
+    remove_checkpoints(config)
+    return TrainResult(model_dir=model_dir, metrics=metrics, run_id=tracker.run_id)
+
+
+def _metrics(
+    best_dev: dict[str, Any],
+    history: list[dict[str, Any]],
+    test: dict[str, Any] | None,
+    seconds: float,
+    splits: Splits,
+) -> dict[str, Any]:
+    """What ``metrics.json`` holds."""
+    return {
         "best_epoch": best_dev["epoch"],
         "dev": {k: v for k, v in best_dev.items() if k != "epoch"},
         "test": test,
@@ -190,24 +242,6 @@ def train(config: Config, tracker: Tracker) -> TrainResult:
             {k: v for k, v in h.items() if k != "dev"} | {"dev_macro_f1": h["dev"]["macro_f1"]}
             for h in history
         ],
-        "train_seconds": round(time.perf_counter() - started, 1),
+        "train_seconds": round(seconds, 1),
         "data": {"sizes": splits.sizes(), "label_counts": splits.counts()},
     }
-    if test:
-        tracker.log_metrics(flat_metrics(test, "test"))
-    tracker.log_metrics({"best_epoch": best_dev["epoch"], "train_seconds": metrics["train_seconds"]})
-    model_dir = save_model_dir(model, tokenizer, config, metrics, Path(config.output_dir) / config.name)
-    write_reports(metrics, tracker)
-    tracker.log_model(model_dir, [e.text for e in (splits.test or splits.dev)[:3]])
-    return TrainResult(model_dir=model_dir, metrics=metrics, run_id=tracker.run_id)
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat |= _flatten(value, f"{name}.")
-        else:
-            flat[name] = value
-    return flat

@@ -118,16 +118,27 @@ def tracking_uri(config: TrackingConfig) -> str:
 
 
 @contextmanager
-def tracking_run(config: TrackingConfig, run_name: str) -> Iterator[Tracker]:
-    """An MLflow run (or a ``NullTracker``); a run that raises is ended as FAILED or KILLED."""
+def tracking_run(config: TrackingConfig, run_name: str, run_id: str | None = None) -> Iterator[Tracker]:
+    """An MLflow run (or a ``NullTracker``); a run that raises is ended as FAILED or KILLED.
+
+    With ``run_id`` the existing run is resumed (MLflow sets it RUNNING again), so a training
+    continued from a checkpoint ends in the run it started in.
+    """
     if not config.enabled:
         yield NullTracker()
         return
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(tracking_uri(config))
     mlflow.set_experiment(config.experiment)
-    run = mlflow.start_run(run_name=run_name, tags={"mlflow.source.git.commit": git_commit()})
+    tags = {"mlflow.source.git.commit": git_commit()}
+    try:
+        run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=tags)
+    except MlflowException as err:
+        if run_id is None:
+            raise
+        raise ValueError(f"cannot resume MLflow run {run_id} at {tracking_uri(config)}: {err}") from None
     try:
         yield MlflowTracker(config, run.info.run_id)
     except KeyboardInterrupt:
