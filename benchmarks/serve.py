@@ -318,9 +318,12 @@ def _expected(shot: Shot, response: httpx.Response) -> bool:
         return False
 
 
-def single_sentences(texts: Sequence[str], clients: int) -> Callable[[int], Iterator[Shot]]:
-    """One sentence per ``/v1/classify`` request; each client starts elsewhere in ``texts``."""
-    shots = [Shot("/v1/classify", json.dumps({"sentences": [t]}).encode()) for t in texts]
+def single_sentences(
+    texts: Sequence[str], clients: int, per_request: int = 1
+) -> Callable[[int], Iterator[Shot]]:
+    """``per_request`` sentences per ``/v1/classify`` request; each client starts elsewhere in ``texts``."""
+    groups = [list(texts[i : i + per_request]) for i in range(0, len(texts) - per_request + 1, per_request)]
+    shots = [Shot("/v1/classify", json.dumps({"sentences": g}).encode(), sentences=len(g)) for g in groups]
 
     def client_shots(index: int) -> Iterator[Shot]:
         i = index * len(shots) // max(clients, 1)
@@ -363,8 +366,9 @@ def serve_run(
     clients: int,
     seconds: float,
     warmup_s: float,
+    per_request: int = 1,
 ) -> dict[str, Any]:
-    shots = single_sentences(texts, clients)
+    shots = single_sentences(texts, clients, per_request)
     load_before = os.getloadavg()[0]
     with run_server(model, server_args) as server:
         drive(server.base, shots, clients, warmup_s)
@@ -410,6 +414,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--batch-wait-ms", type=float, help="micro-batching window of the first mode (default: the server's)"
     )
+    parser.add_argument(
+        "--per-request",
+        type=int,
+        default=1,
+        help="sentences per request (default 1: live single-sentence traffic)",
+    )
     parser.add_argument("--data", type=Path, default=CORPUS, help="JSONL with a 'text' field per row")
     parser.add_argument("--out", type=Path, default=RESULTS / "serve.json")
     args = parser.parse_args(argv)
@@ -420,8 +430,8 @@ def main(argv: list[str] | None = None) -> None:
         check_choice(args.backend, args.quantize)
     except ValueError as err:
         parser.error(str(err))
-    if args.clients < 1 or args.repeats < 1:
-        parser.error("--clients and --repeats must be at least 1")
+    if args.clients < 1 or args.repeats < 1 or args.per_request < 1:
+        parser.error("--clients, --repeats and --per-request must be at least 1")
     seconds = 8.0 if args.quick else args.seconds
     texts = corpus_texts(args.data)
     runtime = ["--backend", args.backend, "--quantize", args.quantize]
@@ -438,7 +448,9 @@ def main(argv: list[str] | None = None) -> None:
     for repeat in range(args.repeats):
         for name, server_args in modes.items():
             print(f"{name}: {args.clients} clients for {seconds:.0f} s ...", flush=True)
-            run = serve_run(name, args.model, server_args, texts, args.clients, seconds, args.warmup)
+            run = serve_run(
+                name, args.model, server_args, texts, args.clients, seconds, args.warmup, args.per_request
+            )
             run["pct_of_offline"] = round(100 * run["sentences_per_s"] / offline, 1)
             every.append({"repeat": repeat, **run})
     runs = [_median_run([r for r in every if r["name"] == name]) for name in modes]
@@ -447,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     backend = args.backend if args.quantize == "none" else f"{args.backend}_{args.quantize}"
     print(
         f"\n{cpu_name()}, {threads} threads; {backend}; {args.clients} clients x {seconds:.0f} s,"
-        f" one sentence per request from {args.data}; offline batch: {offline:.0f} sentences/s"
+        f" {args.per_request} sentence(s) per request from {args.data}; offline batch: {offline:.0f} sentences/s"
         + (f"; median of {args.repeats} interleaved runs" if args.repeats > 1 else "")
         + "\n"
     )
@@ -471,6 +483,7 @@ def main(argv: list[str] | None = None) -> None:
         "backend": backend,
         "data": str(args.data),
         "offline_sentences_per_s": round(offline, 1),
+        "sentences_per_request": args.per_request,
         "repeats": args.repeats,
         "runs": runs,
     }

@@ -4,6 +4,7 @@ Run it with ``claimlens serve --model DIR`` or, reading the environment only,
 ``CLAIMLENS_MODEL=DIR uvicorn --factory inference.app:app_from_env``.
 """
 
+import asyncio
 import hmac
 import logging
 import os
@@ -11,7 +12,6 @@ import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -141,6 +142,23 @@ class ModelOut(BaseModel):
     metrics: dict[str, Any]
 
 
+class ErrorOut(BaseModel):
+    error: str = Field(description="what was wrong, in words")
+    request_id: str | None = Field(None, description="on 500s: quote it when reporting the problem")
+
+
+def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        400: "the body is not valid UTF-8",
+        401: "missing or wrong API key (when keys are configured)",
+        413: "the body is larger than the server accepts",
+        422: "invalid request: the message says which field and why",
+        500: "unexpected error; the answer carries a request id",
+        503: "the model is loading, the server is busy or shutting down (see Retry-After)",
+    }
+    return {status: {"model": ErrorOut, "description": text[status]} for status in statuses}
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
@@ -192,6 +210,44 @@ class BodyGuard:
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class RequestGuard:
+    """Gives every request an id (``X-Request-ID``, kept if the client sent a sane one) and,
+    when API keys are configured, answers 401 to any route but ``/health`` without a valid key.
+
+    Pure ASGI rather than ``@app.middleware``: it runs on every request, and the decorator's
+    per-request task and stream cost more than the check itself.
+    """
+
+    def __init__(self, app: ASGIApp, api_keys: tuple[str, ...]) -> None:
+        self.app = app
+        self.api_keys = api_keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        if (
+            self.api_keys
+            and scope["path"] != "/health"
+            and scope["method"] != "OPTIONS"
+            and not _authorised(headers.get(b"authorization", b"").decode("latin-1"), self.api_keys)
+        ):
+            response = _error(401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send_with_id)
+            return
+        await self.app(scope, receive, send_with_id)
 
 
 def _authorised(header: str | None, keys: tuple[str, ...]) -> bool:
@@ -269,7 +325,7 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] | None = 
         lifespan=lifespan,
     )
 
-    def run(
+    async def run(
         texts: list[str], contexts: list[str | None] | None = None
     ) -> tuple[Classifier, list[Prediction]]:
         clf = state["classifier"]
@@ -278,15 +334,17 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] | None = 
                 503, "the model is still loading" if not state["error"] else "the model failed to load"
             )
         batcher: MicroBatcher | None = state["batcher"]
-        if batcher is None:
-            return clf, clf.predict(texts, contexts)
+        if batcher is None:  # the model runs in a worker thread, never on the event loop
+            return clf, await run_in_threadpool(clf.predict, texts, contexts)
+        # The batcher's thread runs the model; this request only waits, so it needs no thread.
         try:
-            return clf, batcher.predict(texts, contexts, timeout=settings.request_timeout_s)
+            future = batcher.submit(texts, contexts)
+            return clf, await asyncio.wait_for(asyncio.wrap_future(future), settings.request_timeout_s)
         except QueueFull:
             raise HTTPException(503, "the server is busy; retry shortly", {"Retry-After": "1"}) from None
         except BatcherClosed:
             raise HTTPException(503, "the server is shutting down", {"Retry-After": "5"}) from None
-        except FutureTimeout:
+        except TimeoutError:
             raise HTTPException(503, "the request timed out in the queue", {"Retry-After": "1"}) from None
 
     @app.exception_handler(RequestValidationError)
@@ -312,22 +370,6 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] | None = 
         log.exception("unexpected error on %s (request id %s)", request.url.path, request_id)
         return _error(500, "internal error", {"X-Request-ID": request_id}, request_id=request_id)
 
-    @app.middleware("http")
-    async def identify_and_authorise(request: Request, call_next: Any) -> Any:
-        given = request.headers.get("x-request-id", "")
-        request.state.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        if (
-            settings.api_keys
-            and request.url.path != "/health"
-            and request.method != "OPTIONS"
-            and not _authorised(request.headers.get("authorization"), settings.api_keys)
-        ):
-            response = _error(401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
-        else:
-            response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
-
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -336,8 +378,9 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] | None = 
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
         )
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuard, api_keys=settings.api_keys)  # outermost: before any body is read
 
-    @app.get("/health")
+    @app.get("/health", responses={503: {"description": "the model is loading or failed to load"}})
     def health() -> JSONResponse:
         if state["classifier"] is not None:
             return JSONResponse({"status": "ok"})
@@ -345,7 +388,7 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] | None = 
             return JSONResponse({"status": "error", "error": "the model failed to load"}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
 
-    @app.get("/v1/model", response_model=ModelOut)
+    @app.get("/v1/model", response_model=ModelOut, responses=_responses(401))
     def model_info() -> ModelOut:
         info = state["info"]
         return ModelOut(
@@ -361,9 +404,9 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] | None = 
             metrics={k: info.metrics.get(k) for k in ("best_epoch", "dev", "test")},
         )
 
-    @app.post("/v1/classify", response_model=ClassifyOut)
-    def classify(body: ClassifyIn) -> ClassifyOut:
-        clf, predictions = run(body.sentences)
+    @app.post("/v1/classify", response_model=ClassifyOut, responses=_responses(400, 401, 413, 422, 500, 503))
+    async def classify(body: ClassifyIn) -> ClassifyOut:
+        clf, predictions = await run(body.sentences)
         return ClassifyOut(
             model=clf.info.name,
             predictions=[
@@ -372,15 +415,15 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] | None = 
             ],
         )
 
-    @app.post("/v1/analyze", response_model=AnalyzeOut)
-    def analyze(body: AnalyzeIn) -> AnalyzeOut:
-        sentences = split_article(body.text)
+    @app.post("/v1/analyze", response_model=AnalyzeOut, responses=_responses(400, 401, 413, 422, 500, 503))
+    async def analyze(body: AnalyzeIn) -> AnalyzeOut:
+        sentences = await run_in_threadpool(split_article, body.text)  # up to 100k chars: off the loop
         if len(sentences) > settings.max_sentences:
             raise HTTPException(
                 422, f"invalid request: text has {len(sentences)} sentences; at most {settings.max_sentences}"
             )
         contexts = [None, *(s.text for s in sentences[:-1])]
-        clf, predictions = run([s.text for s in sentences], contexts)
+        clf, predictions = await run([s.text for s in sentences], contexts)
         return AnalyzeOut(
             model=clf.info.name,
             sentences=[

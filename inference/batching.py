@@ -54,10 +54,10 @@ class MicroBatcher:
         self._worker = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
         self._worker.start()
 
-    def predict(
-        self, texts: Sequence[str], contexts: Sequence[str | None] | None = None, timeout: float | None = None
-    ) -> list[Prediction]:
-        """Classify ``texts`` together with whatever other requests arrive meanwhile."""
+    def submit(
+        self, texts: Sequence[str], contexts: Sequence[str | None] | None = None
+    ) -> Future[list[Prediction]]:
+        """Queue ``texts`` and return at once: a future of their predictions (for async callers)."""
         if self._closed:
             raise BatcherClosed("the server is shutting down")
         job = _Job(list(texts), list(contexts) if contexts is not None else [None] * len(texts))
@@ -67,7 +67,13 @@ class MicroBatcher:
             self._queue.put_nowait(job)
         except queue.Full:
             raise QueueFull(f"{self._queue.maxsize} requests are already waiting") from None
-        return job.future.result(timeout)
+        return job.future
+
+    def predict(
+        self, texts: Sequence[str], contexts: Sequence[str | None] | None = None, timeout: float | None = None
+    ) -> list[Prediction]:
+        """Classify ``texts`` together with whatever other requests arrive meanwhile."""
+        return self.submit(texts, contexts).result(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish the queued requests, then stop the worker."""

@@ -116,17 +116,31 @@ class Classifier:
             contexts = [None] * len(texts)
         elif len(contexts) != len(texts):
             raise ValueError(f"got {len(contexts)} contexts for {len(texts)} texts")
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         results: list[Prediction | None] = [None] * len(texts)
         with self._lock:
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
+            for batch in self._batches(texts):
                 probs, truncated = self._forward([texts[i] for i in batch], [contexts[i] for i in batch])
                 for i, row, cut in zip(batch, probs.tolist(), truncated, strict=True):
                     best = max(range(len(LABELS)), key=row.__getitem__)
                     scores = {label: round(p, 6) for label, p in zip(LABELS, row, strict=True)}
                     results[i] = Prediction(LABELS[best], round(row[best], 6), scores, cut)
         return [r for r in results if r is not None]
+
+    def _batches(self, texts: list[str]) -> list[list[int]]:
+        """Indices by length, cut into batches of at most ``batch_size`` whose texts are of
+        similar length: a batch is padded to its longest text, and padding is wasted work."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        batches: list[list[int]] = []
+        for i in order:
+            if (
+                batches
+                and len(batches[-1]) < self.batch_size
+                and len(texts[i]) <= 1.3 * len(texts[batches[-1][0]]) + 8
+            ):
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        return batches
 
     def _forward(self, texts: list[str], contexts: list[str | None]) -> tuple[np.ndarray, list[bool]]:
         if self.info.context:

@@ -17,11 +17,13 @@ from tests.conftest import free_port
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir):
+def server(tiny_model_dir, tmp_path_factory):
     port = free_port()
+    # The log goes to a file: an unread pipe fills up and would block the server.
+    log = (tmp_path_factory.mktemp("server") / "server.log").open("w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "inference", "serve", "--model", str(tiny_model_dir), "--port", str(port)],
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
         env=os.environ | {"HF_HUB_OFFLINE": "1"},
@@ -35,7 +37,8 @@ def server(tiny_model_dir):
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            pytest.fail(proc.stdout.read())
+            log.seek(0)
+            pytest.fail(log.read())
         time.sleep(0.2)
     else:
         proc.kill()
@@ -43,6 +46,7 @@ def server(tiny_model_dir):
     yield base
     proc.terminate()
     proc.wait(timeout=20)
+    log.close()
 
 
 def test_health_and_model_info(server):
