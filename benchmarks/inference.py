@@ -42,7 +42,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def sentences(data: str | None, data_root: str, limit: int | None, seed: int = 0) -> tuple[str, list[Example]]:
+def sentences(
+    data: str | None, data_root: str, limit: int | None, seed: int = 0
+) -> tuple[str, list[Example]]:
     """The labelled sentences to run on, and where they came from."""
     candidates = [data] if data else ["data/gold/test.jsonl", "data/corpus/test.jsonl"]
     for path in candidates:
@@ -95,7 +97,9 @@ def measure(run: Callable[[list[str]], list[str]], examples: list[Example], call
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/default")
-    parser.add_argument("--data", help="labelled JSONL or stand-off gold (default: gold test, else corpus test)")
+    parser.add_argument(
+        "--data", help="labelled JSONL or stand-off gold (default: gold test, else corpus test)"
+    )
     parser.add_argument("--data-root", default="../shared/datasets")
     parser.add_argument("--quick", action="store_true", help="400 sentences, 100 latency calls")
     parser.add_argument("--limit", type=int, help="at most this many sentences")
@@ -127,7 +131,9 @@ def main() -> None:
 
     base = runs[0]["sentences_per_s"]
     print(f"\n{cpu_name()}, {threads} threads; {len(examples)} sentences from {source}\n")
-    print("| path | sentences/s | × pipeline | p50 ms | p99 ms | macro-F1 | claim | denial | official | other |")
+    print(
+        "| path | sentences/s | × pipeline | p50 ms | p99 ms | macro-F1 | claim | denial | official | other |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         f1 = r["f1"]
