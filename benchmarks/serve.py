@@ -420,6 +420,7 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="sentences per request (default 1: live single-sentence traffic)",
     )
+    parser.add_argument("--threads", type=int, help="the server's model threads (default: all cores)")
     parser.add_argument("--data", type=Path, default=CORPUS, help="JSONL with a 'text' field per row")
     parser.add_argument("--out", type=Path, default=RESULTS / "serve.json")
     args = parser.parse_args(argv)
@@ -435,6 +436,8 @@ def main(argv: list[str] | None = None) -> None:
     seconds = 8.0 if args.quick else args.seconds
     texts = corpus_texts(args.data)
     runtime = ["--backend", args.backend, "--quantize", args.quantize]
+    if args.threads:
+        runtime += ["--threads", str(args.threads)]
     batching = [] if args.batch_wait_ms is None else ["--batch-wait-ms", str(args.batch_wait_ms)]
     modes = {
         "micro_batching": [*runtime, *batching],

@@ -57,8 +57,12 @@ def test_csv_rows_and_errors(tmp_path):
 def test_split_problems_are_reported_before_training(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", rows()[:3])
     dev = write_jsonl(tmp_path / "dev.jsonl", rows("d2"))
-    with pytest.raises(ValueError, match="train split has no examples of other"):
+    with pytest.raises(ValueError, match=r"train split \(.*train\.jsonl\) has no examples of other"):
         load_splits(DataConfig(train=[{"path": str(train)}], dev=[{"path": str(dev)}]))
+    full = write_jsonl(tmp_path / "full.jsonl", rows("d9"))
+    short_dev = write_jsonl(tmp_path / "short_dev.jsonl", rows("d3")[1:])
+    with pytest.raises(ValueError, match=r"dev split \(.*short_dev\.jsonl\) has no examples of claim"):
+        load_splits(DataConfig(train=[{"path": str(full)}], dev=[{"path": str(short_dev)}]))
     train = write_jsonl(tmp_path / "train.jsonl", rows())
     with pytest.raises(ValueError, match="documents in both train and dev"):
         load_splits(DataConfig(train=[{"path": str(train)}], dev=[{"path": str(train)}]))

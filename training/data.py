@@ -75,11 +75,16 @@ def load_splits(config: DataConfig) -> Splits:
     test = load_split(config.test, root)
     held_out = frozenset(e.doc for e in dev + test)
     splits = Splits(train=load_split(config.train, root, held_out), dev=dev, test=test)
-    missing = [label for label, n in label_counts(e.label for e in splits.train).items() if n == 0]
-    if missing:
-        raise ValueError(f"the train split has no examples of {', '.join(missing)}")
     if not splits.dev:
         raise ValueError("the dev split is empty")
+    # Train must teach every label, and dev must test every label: the best epoch is chosen
+    # by macro-F1 over all four. An empty test split is allowed (no test then).
+    for name, sources in (("train", config.train), ("dev", config.dev), ("test", config.test)):
+        examples = getattr(splits, name)
+        missing = [label for label, n in label_counts(e.label for e in examples).items() if n == 0]
+        if examples and missing:
+            files = ", ".join(str(s.path) for s in sources)
+            raise ValueError(f"the {name} split ({files}) has no examples of {', '.join(missing)}")
     overlap = {e.doc for e in splits.train} & {e.doc for e in splits.dev + splits.test}
     if overlap:
         raise ValueError(f"documents in both train and dev/test: {sorted(overlap)[:3]}")
