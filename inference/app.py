@@ -102,9 +102,8 @@ class Settings:
                 try:
                     values[name] = kind(raw)
                 except ValueError:
-                    raise ValueError(
-                        f"CLAIMLENS_{name.upper()} must be a {kind.__name__}, got {raw!r}"
-                    ) from None
+                    what = "an integer" if kind is int else "a number"
+                    raise ValueError(f"CLAIMLENS_{name.upper()} must be {what}, got {raw!r}") from None
         for name in ("api_keys", "cors_origins"):
             raw = env.get(f"CLAIMLENS_{name.upper()}", "")
             values[name] = tuple(part.strip() for part in raw.split(",") if part.strip())

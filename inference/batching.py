@@ -105,6 +105,11 @@ class MicroBatcher:
                 return
 
     def _serve(self, jobs: list[_Job]) -> None:
+        # A caller that gave up (its future was cancelled, e.g. on a timeout) is dropped here;
+        # the others' futures become "running", so they can no longer be cancelled under us.
+        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
         texts = [t for job in jobs for t in job.texts]
         contexts = [c for job in jobs for c in job.contexts]
         try:

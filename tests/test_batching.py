@@ -80,3 +80,19 @@ def test_a_failure_reaches_every_waiting_request(clf):
 def test_bad_settings_are_refused(clf):
     with pytest.raises(ValueError):
         MicroBatcher(clf, max_queue=0)
+
+
+def test_a_caller_that_gave_up_does_not_break_the_worker(clf):
+    gate = threading.Event()
+    held = Counting(clf, gate)
+    batcher = MicroBatcher(held, max_wait_ms=0)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(batcher.predict, ["held by the gate"])
+        assert held.entered.wait(30)
+        abandoned = batcher.submit(["its caller timed out"])
+        assert abandoned.cancel()  # what asyncio.wait_for does to a request that waited too long
+        gate.set()
+        assert first.result(30)[0].label
+    assert batcher.predict(["still served"], timeout=30)[0].label  # the worker is alive
+    assert held.calls == [1, 1]  # the abandoned request never reached the model
+    batcher.close()

@@ -257,7 +257,7 @@ def test_settings_from_the_environment(tmp_path, tiny_model_dir):
     settings = Settings.from_env(env)
     assert settings.api_keys == KEYS and settings.max_queue == 8
     assert settings.cors_origins == ("https://a.example", "https://b.example")
-    with pytest.raises(ValueError, match="CLAIMLENS_MAX_QUEUE must be a int"):
+    with pytest.raises(ValueError, match="CLAIMLENS_MAX_QUEUE must be an integer"):
         Settings.from_env(env | {"CLAIMLENS_MAX_QUEUE": "many"})
     with pytest.raises(ValueError, match="backend must be one of"):
         Settings.from_env(env | {"CLAIMLENS_BACKEND": "gpu"})
