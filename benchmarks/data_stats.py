@@ -5,9 +5,16 @@ python benchmarks/data_stats.py   # prints Markdown tables, writes benchmarks/re
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a file, Python puts benchmarks/ first on the path, where inference.py would shadow the
+# `inference` package: the repository root goes first instead.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import json
 from collections import Counter
-from pathlib import Path
 
 from inference.labels import LABELS
 from training.annotation import agreement

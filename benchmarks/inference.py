@@ -11,13 +11,20 @@ table and writes ``benchmarks/results/inference.json``. ``--quick`` uses 400 sen
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a file, Python puts benchmarks/ first on the path, where inference.py would shadow the
+# `inference` package: the repository root goes first instead.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import argparse
 import json
 import platform
 import random
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -22,6 +22,14 @@ run; the 1-minute load average before each run is kept in the JSON.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a file, Python puts benchmarks/ first on the path, where inference.py would shadow the
+# `inference` package: the repository root goes first instead.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import argparse
 import json
 import os
@@ -35,7 +43,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
