@@ -35,7 +35,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -47,6 +46,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from benchmarks.inference import cpu_name
 
 RESULTS = Path("benchmarks/results")
 CORPUS = Path("data/corpus/test.jsonl")
@@ -61,18 +62,6 @@ class Shot:
     body: bytes
     sentences: int = 1
     expect: Callable[[Any], bool] | None = None
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def free_port() -> int:

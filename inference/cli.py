@@ -36,7 +36,6 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-
     if bool(args.texts) == bool(args.input):
         raise ValueError("give sentences as arguments or --input FILE.jsonl, not both or neither")
     clf = _load(args)
@@ -82,7 +81,6 @@ def _table(results: list[Any], out: TextIO, colour: bool) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     results = _load(args).analyze(text)
     if args.format == "table":

@@ -71,6 +71,15 @@ def read_info(path: Path) -> ModelInfo:
     )
 
 
+def load_tokenizer_and_info(path: str | Path) -> tuple[PreTrainedTokenizerBase, ModelInfo]:
+    """Check a model directory, then load its tokenizer and info (no weights: the ONNX path)."""
+    path = Path(path)
+    check_model_dir(path)
+    info = read_info(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    return tokenizer, info
+
+
 def load_model_dir(
     path: str | Path,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, ModelInfo]:
@@ -78,13 +87,10 @@ def load_model_dir(
 
     >>> model, tokenizer, info = load_model_dir("models/quickstart")  # doctest: +SKIP
     """
-    path = Path(path)
-    check_model_dir(path)
-    info = read_info(path)
+    tokenizer, info = load_tokenizer_and_info(path)
     model = AutoModelForSequenceClassification.from_pretrained(
         path, use_safetensors=True, local_files_only=True, trust_remote_code=False
     )
     check_id2label(model.config.id2label, where=str(path))
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     model.eval()
     return model, tokenizer, info

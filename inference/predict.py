@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from inference.backends import Backend, OnnxBackend, TorchBackend, check_choice, onnx_path
 from inference.labels import LABELS
-from inference.model import ModelInfo, check_model_dir, load_model_dir, read_info
+from inference.model import ModelInfo, load_model_dir, load_tokenizer_and_info
 from inference.sentences import Sentence, split_sentences
 
 
@@ -99,11 +99,8 @@ class Classifier:
         if backend == "torch":
             model, tokenizer, info = load_model_dir(path)
             return cls(model, tokenizer, info, batch_size=batch_size)
-        path = Path(path)
-        check_model_dir(path)
-        info = read_info(path)
-        onnx = OnnxBackend(onnx_path(path, quantize), threads)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+        tokenizer, info = load_tokenizer_and_info(path)
+        onnx = OnnxBackend(onnx_path(Path(path), quantize), threads)
         return cls(onnx, tokenizer, info, batch_size=batch_size)
 
     def predict(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None) -> list[Prediction]:
