@@ -43,6 +43,9 @@ def describe(model_dir: Path) -> str:
     if config["model"]["context"]:
         extras.append("context")
     extras.append(f"weights={config['train']['class_weighting']}")
+    if config["train"].get("aux_weight"):
+        extras.append(f"aux heads x{config['train']['aux_weight']}")
+    extras.append(f"{config['train']['epochs']} epochs")
     return " + ".join(dict.fromkeys(parts)) + f" ({', '.join(extras)})"
 
 

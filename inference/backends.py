@@ -56,6 +56,10 @@ class TorchBackend:
         )
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        # A model shared with a training loop is switched back to train mode between
+        # evaluations; predicting with dropout on gives noisy, wrong scores.
+        if self.model.training:
+            self.model.eval()
         with torch.inference_mode():
             tensors = {n: torch.from_numpy(inputs[n]) for n in self.input_names if n in inputs}
             return self.model(**tensors).logits.float().numpy()

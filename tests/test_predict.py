@@ -103,3 +103,18 @@ def test_concurrent_callers_get_their_own_answers(clf):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_a_model_left_in_train_mode_still_predicts_without_dropout(tiny_model_dir):
+    # The training loop shares its model with a Classifier and switches it back to train mode
+    # every epoch; dev scores must not be drawn with dropout on.
+    from inference.model import load_model_dir
+
+    model, tokenizer, info = load_model_dir(tiny_model_dir)
+    classifier = Classifier(model, tokenizer, info)
+    expected = classifier.predict(TEXTS)
+    model.train()
+    for _ in range(2):
+        again = classifier.predict(TEXTS)
+        for a, b in zip(expected, again, strict=True):
+            assert a.scores == pytest.approx(b.scores, abs=1e-6)

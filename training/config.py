@@ -55,6 +55,11 @@ class TrainConfig(_Frozen):
     batch_size: int = Field(default=32, ge=1)
     eval_batch_size: int = Field(default=64, ge=1)
     class_weighting: Literal["none", "balanced", "sqrt"] = "sqrt"
+    aux_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="weight of the training-only auxiliary heads (attributed? disputing? official?); 0: off",
+    )
     threads: int | None = Field(default=None, ge=1, description="torch threads; default: all cores")
     checkpoint_every: int = Field(
         default=1, ge=0, description="save a resumable checkpoint every N epochs; 0: never"

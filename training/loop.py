@@ -37,6 +37,7 @@ from training.checkpoint import (
 from training.config import Config, flatten
 from training.data import Splits, encode, load_splits
 from training.modeling import build_model
+from training.multitask import attach_aux_head, aux_loss, detach_aux_head, forward_with_aux
 from training.report import write_reports
 from training.save import save_model_dir
 from training.tracking import Tracker
@@ -107,18 +108,21 @@ def _optimizer(model: PreTrainedModel, config: Config) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=config.optim.lr)
 
 
-def _run_epoch(
-    live: Live, loader: DataLoader, loss_fn: torch.nn.Module, grad_clip: float, desc: str
-) -> float:
+def _run_epoch(live: Live, loader: DataLoader, loss_fn: torch.nn.Module, config: Config, desc: str) -> float:
     """One pass over the training data; the mean batch loss."""
     live.model.train()
     total = 0.0
+    aux_weight = config.train.aux_weight
     bar = tqdm(loader, desc=desc, unit="batch", leave=False)
     for batch in bar:
         labels = batch.pop("labels")
-        loss = loss_fn(live.model(**batch).logits, labels)
+        if aux_weight:
+            logits, aux_logits = forward_with_aux(live.model, batch)
+            loss = loss_fn(logits, labels) + aux_weight * aux_loss(aux_logits, labels)
+        else:
+            loss = loss_fn(live.model(**batch).logits, labels)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(live.model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_(live.model.parameters(), config.optim.grad_clip)
         live.optimizer.step()
         live.scheduler.step()
         live.optimizer.zero_grad()
@@ -162,7 +166,8 @@ def fit(
     for epoch in range(progress.epoch + 1, config.train.epochs + 1):
         started = time.perf_counter()
         desc = f"epoch {epoch}/{config.train.epochs}"
-        train_loss = _run_epoch(live, loader, loss_fn, config.optim.grad_clip, desc)
+        train_loss = _run_epoch(live, loader, loss_fn, config, desc)
+        model.eval()  # _run_epoch left dropout on
         dev = evaluate(classifier, splits.dev)
         row = {"epoch": epoch, "train_loss": train_loss, "seconds": time.perf_counter() - started}
         progress.history.append(row | {"dev": dev})
@@ -199,6 +204,8 @@ def train(config: Config, tracker: Tracker, resume: Checkpoint | None = None) ->
     model, tokenizer = build_model(
         config.model.base, config.model.max_length, config.model.dropout, (e.text for e in splits.train)
     )
+    if config.train.aux_weight:
+        attach_aux_head(model)  # before the optimizer and any checkpoint restore see the model
     info = ModelInfo(
         name=config.name,
         path="",
@@ -215,6 +222,7 @@ def train(config: Config, tracker: Tracker, resume: Checkpoint | None = None) ->
     seconds = time.perf_counter() - started + (resume.seconds if resume else 0.0)
     metrics = _metrics(best_dev, history, test, seconds, splits)
     metrics["resumed_from_epoch"] = resume.epoch if resume else None
+    detach_aux_head(model)  # training-only: the saved model is a plain sequence classifier
     if test:
         tracker.log_metrics(flat_metrics(test, "test"))
     tracker.log_metrics({"best_epoch": best_dev["epoch"], "train_seconds": metrics["train_seconds"]})
