@@ -4,7 +4,8 @@
 
 Every path labels the same real sentences (the real-news gold test split, or the corpus test
 split when ../shared/datasets is absent) on this machine, in one run. Batch throughput is
-sentences per second over all of them; latency is one sentence per call (p50/p99). Prints a
+sentences per second over all of them; latency is one sentence per call (p50/p99). A model
+trained with context gets each sentence's previous sentence on every path. Prints a
 table and writes ``benchmarks/results/inference.json``. ``--quick`` uses 400 sentences and
 100 latency calls (under two minutes on 2 cores).
 """
@@ -33,6 +34,7 @@ import torch
 from inference.backends import ONNX_FILES, default_threads
 from inference.evaluate import compute_metrics
 from inference.export import export_onnx
+from inference.model import read_info
 from inference.predict import Classifier
 from inference.records import Example, load_examples
 
@@ -66,33 +68,39 @@ def sentences(
     raise SystemExit("no labelled sentences found")
 
 
-def pipeline_path(model_dir: Path) -> Callable[[list[str]], list[str]]:
+Run = Callable[[list[Example]], list[str]]
+
+
+def pipeline_path(model_dir: Path, context: bool) -> Run:
     """What a user would write first: `pipeline("text-classification")` with its defaults."""
     from transformers import pipeline
 
     pipe = pipeline("text-classification", model=str(model_dir), tokenizer=str(model_dir), device="cpu")
-    return lambda texts: [r["label"] for r in pipe(texts)]
+    if context:  # the pair the model was trained on: sentence, then the one before it ("" if none)
+        return lambda rows: [
+            r["label"] for r in pipe([{"text": e.text, "text_pair": e.context or ""} for e in rows])
+        ]
+    return lambda rows: [r["label"] for r in pipe([e.text for e in rows])]
 
 
-def our_path(model_dir: Path, backend: str, quantize: str) -> Callable[[list[str]], list[str]]:
+def our_path(model_dir: Path, backend: str, quantize: str) -> Run:
     clf = Classifier.load(model_dir, backend=backend, quantize=quantize)
-    return lambda texts: [p.label for p in clf.predict(texts)]
+    return lambda rows: [p.label for p in clf.predict([e.text for e in rows], [e.context for e in rows])]
 
 
-def measure(run: Callable[[list[str]], list[str]], examples: list[Example], calls: int) -> dict[str, Any]:
-    texts = [e.text for e in examples]
-    run(texts[:8])  # warm-up: first calls allocate and pick kernels
+def measure(run: Run, examples: list[Example], calls: int) -> dict[str, Any]:
+    run(examples[:8])  # warm-up: first calls allocate and pick kernels
     started = time.perf_counter()
-    labels = run(texts)
+    labels = run(examples)
     seconds = time.perf_counter() - started
     latencies = []
-    for text in texts[:calls]:
+    for example in examples[:calls]:
         t0 = time.perf_counter()
-        run([text])
+        run([example])
         latencies.append((time.perf_counter() - t0) * 1000)
     metrics = compute_metrics([e.label for e in examples], labels)
     return {
-        "sentences_per_s": round(len(texts) / seconds, 1),
+        "sentences_per_s": round(len(examples) / seconds, 1),
         "p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "p99_ms": round(float(np.percentile(latencies, 99)), 2),
         "macro_f1": round(metrics["macro_f1"], 4),
@@ -125,8 +133,9 @@ def main() -> None:
             print(f"exporting {model_dir / ONNX_FILES[quantize]}")
             export_onnx(model_dir, quantize)
 
+    context = read_info(model_dir).context
     paths = {
-        "pipeline": lambda: pipeline_path(model_dir),
+        "pipeline": lambda: pipeline_path(model_dir, context),
         "torch": lambda: our_path(model_dir, "torch", "none"),
         "onnx_fp32": lambda: our_path(model_dir, "onnx", "none"),
         "onnx_int8": lambda: our_path(model_dir, "onnx", "int8"),
@@ -137,7 +146,8 @@ def main() -> None:
         runs.append({"name": name, **measure(build(), examples, calls)})
 
     base = runs[0]["sentences_per_s"]
-    print(f"\n{cpu_name()}, {threads} threads; {len(examples)} sentences from {source}\n")
+    with_context = ", each with its previous sentence" if context else ""
+    print(f"\n{cpu_name()}, {threads} threads; {len(examples)} sentences from {source}{with_context}\n")
     print(
         "| path | sentences/s | × pipeline | p50 ms | p99 ms | macro-F1 | claim | denial | official | other |"
     )
@@ -155,6 +165,7 @@ def main() -> None:
         "model": str(model_dir),
         "data": source,
         "sentences": len(examples),
+        "context": context,
         "latency_calls": calls,
         "runs": runs,
     }
