@@ -77,9 +77,9 @@ def pipeline_path(model_dir: Path, context: bool) -> Run:
 
     pipe = pipeline("text-classification", model=str(model_dir), tokenizer=str(model_dir), device="cpu")
     if context:  # the pair the model was trained on: sentence, then the one before it ("" if none)
-        return lambda rows: [
-            r["label"] for r in pipe([{"text": e.text, "text_pair": e.context or ""} for e in rows])
-        ]
+        # truncation=True: a long pair passes BERT's 512 positions and crashes the pipeline otherwise.
+        pairs = lambda rows: [{"text": e.text, "text_pair": e.context or ""} for e in rows]  # noqa: E731
+        return lambda rows: [r["label"] for r in pipe(pairs(rows), truncation=True)]
     return lambda rows: [r["label"] for r in pipe([e.text for e in rows])]
 
 

@@ -115,7 +115,9 @@ class Classifier:
             raise ValueError(f"got {len(contexts)} contexts for {len(texts)} texts")
         results: list[Prediction | None] = [None] * len(texts)
         with self._lock:
-            for batch in self._batches(texts):
+            # A pair is padded to its sentence and its context together: sort by both.
+            lengths = [len(t) + len(c or "") for t, c in zip(texts, contexts, strict=True)]
+            for batch in self._batches(lengths):
                 probs, truncated = self._forward([texts[i] for i in batch], [contexts[i] for i in batch])
                 for i, row, cut in zip(batch, probs.tolist(), truncated, strict=True):
                     best = max(range(len(LABELS)), key=row.__getitem__)
@@ -123,16 +125,16 @@ class Classifier:
                     results[i] = Prediction(LABELS[best], round(row[best], 6), scores, cut)
         return [r for r in results if r is not None]
 
-    def _batches(self, texts: list[str]) -> list[list[int]]:
-        """Indices by length, cut into batches of at most ``batch_size`` whose texts are of
-        similar length: a batch is padded to its longest text, and padding is wasted work."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    def _batches(self, lengths: list[int]) -> list[list[int]]:
+        """Indices by length (characters), cut into batches of at most ``batch_size`` whose inputs
+        are of similar length: a batch is padded to its longest input, and padding is wasted work."""
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
         batches: list[list[int]] = []
         for i in order:
             if (
                 batches
                 and len(batches[-1]) < self.batch_size
-                and len(texts[i]) <= 1.3 * len(texts[batches[-1][0]]) + 8
+                and lengths[i] <= 1.3 * lengths[batches[-1][0]] + 8
             ):
                 batches[-1].append(i)
             else:
