@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -271,8 +271,24 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] | None = 
 
     NonEmpty = Annotated[StrictStr, Field(min_length=1, max_length=settings.max_sentence_chars)]
 
+    Context = Annotated[StrictStr, Field(max_length=settings.max_sentence_chars)]
+
     class ClassifyIn(_Strict):
         sentences: list[NonEmpty] = Field(min_length=1, max_length=settings.max_sentences)
+        contexts: list[Context | None] | None = Field(
+            default=None,
+            max_length=settings.max_sentences,
+            description='the sentence before each sentence (null or "": none), one per sentence; '
+            "read only by a model trained with context",
+        )
+
+        @model_validator(mode="after")
+        def _one_context_per_sentence(self) -> Self:
+            if self.contexts is not None and len(self.contexts) != len(self.sentences):
+                raise ValueError(
+                    f"got {len(self.contexts)} contexts for {len(self.sentences)} sentences; give one per sentence"
+                )
+            return self
 
         @field_validator("sentences")
         @classmethod
@@ -405,7 +421,7 @@ def create_app(settings: Settings, loader: Callable[[str], Classifier] | None = 
 
     @app.post("/v1/classify", response_model=ClassifyOut, responses=_responses(400, 401, 413, 422, 500, 503))
     async def classify(body: ClassifyIn) -> ClassifyOut:
-        clf, predictions = await run(body.sentences)
+        clf, predictions = await run(body.sentences, body.contexts)
         return ClassifyOut(
             model=clf.info.name,
             predictions=[

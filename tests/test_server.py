@@ -1,6 +1,7 @@
 """The real server: uvicorn on a free loopback port, every route, good and bad input."""
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -9,6 +10,7 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from safetensors.torch import load_file, save_file
 
 from inference.app import Settings, create_app
 from inference.labels import LABELS
@@ -16,13 +18,12 @@ from inference.predict import Classifier
 from tests.conftest import free_port
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
+def start(model_dir, tmp_path_factory):
     port = free_port()
     # The log goes to a file: an unread pipe fills up and would block the server.
     log = (tmp_path_factory.mktemp("server") / "server.log").open("w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inference", "serve", "--model", str(tiny_model_dir), "--port", str(port)],
+        [sys.executable, "-m", "inference", "serve", "--model", str(model_dir), "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -49,6 +50,28 @@ def server(tiny_model_dir, tmp_path_factory):
     log.close()
 
 
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    yield from start(tiny_model_dir, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def context_model_dir(tiny_context_model_dir, tmp_path_factory):
+    # An untrained tiny model scores every input about 0.25 per label; sharper logits make the
+    # difference a context makes visible.
+    model_dir = tmp_path_factory.mktemp("context") / "unit-context"
+    shutil.copytree(tiny_context_model_dir, model_dir)
+    weights = load_file(model_dir / "model.safetensors")
+    weights["classifier.weight"] *= 300
+    save_file(weights, model_dir / "model.safetensors", metadata={"format": "pt"})
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def context_server(context_model_dir, tmp_path_factory):
+    yield from start(context_model_dir, tmp_path_factory)
+
+
 def test_health_and_model_info(server):
     assert httpx.get(f"{server}/health").json() == {"status": "ok"}
     info = httpx.get(f"{server}/v1/model").json()
@@ -64,6 +87,24 @@ def test_classify_keeps_order_and_matches_the_library(server, tiny_model_dir):
     assert [p["label"] for p in body["predictions"]] == [p.label for p in direct]
     assert body["predictions"][0]["scores"] == pytest.approx(direct[0].scores, abs=1e-5)
     assert set(body["predictions"][0]) == {"label", "score", "scores", "truncated"}
+
+
+def test_classify_passes_contexts_to_a_context_model(context_server, context_model_dir):
+    sentences = ["Police said two men were held.", "The rebels denied it.", "It rained."]
+    contexts = [None, "Police said two men were held.", ""]
+    url = f"{context_server}/v1/classify"
+    with_context = httpx.post(url, json={"sentences": sentences, "contexts": contexts}).json()
+    alone = httpx.post(url, json={"sentences": sentences}).json()
+    clf = Classifier.load(context_model_dir)
+    for got, want in zip(with_context["predictions"], clf.predict(sentences, contexts), strict=True):
+        assert got["scores"] == pytest.approx(want.scores, abs=1e-5)
+    for got, want in zip(alone["predictions"], clf.predict(sentences), strict=True):
+        assert got["scores"] == pytest.approx(want.scores, abs=1e-5)
+    changed = with_context["predictions"][1]["scores"]
+    assert changed != pytest.approx(alone["predictions"][1]["scores"], abs=1e-3)
+    # No context and an empty one are the same: a document's first sentence.
+    first = with_context["predictions"][2]["scores"]
+    assert first == pytest.approx(alone["predictions"][2]["scores"], abs=1e-5)
 
 
 def test_analyze_returns_offsets(server):
@@ -95,6 +136,9 @@ def test_openapi_docs(server):
         ("/v1/classify", {"sentences": ["x" * 2001]}, 422, "at most 2000"),
         ("/v1/classify", {"sentences": "not a list"}, 422, "sentences"),
         ("/v1/classify", {"texts": ["a"]}, 422, "texts"),
+        ("/v1/classify", {"sentences": ["a", "b"], "contexts": [None]}, 422, "1 contexts for 2 sentences"),
+        ("/v1/classify", {"sentences": ["a"], "contexts": [5]}, 422, "contexts.0"),
+        ("/v1/classify", {"sentences": ["a"], "contexts": ["x" * 2001]}, 422, "at most 2000"),
         ("/v1/classify", ["a"], 422, "body"),
         ("/v1/analyze", {"text": ""}, 422, "text"),
         ("/v1/analyze", {"text": "   "}, 422, "text is empty"),
