@@ -67,6 +67,25 @@ def tiny_context_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_model_dir(model, tokenizer, config, {}, target)
 
 
+@pytest.fixture(scope="session")
+def sharp_context_model_dir(tiny_context_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny context model with its classifier weights scaled up.
+
+    An untrained tiny model scores every input about 0.25 per label; sharper logits make the
+    difference a context makes visible at a test's tolerance.
+    """
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model_dir = tmp_path_factory.mktemp("sharp") / "unit-context"
+    shutil.copytree(tiny_context_model_dir, model_dir)
+    weights = load_file(model_dir / "model.safetensors")
+    weights["classifier.weight"] *= 300
+    save_file(weights, model_dir / "model.safetensors", metadata={"format": "pt"})
+    return model_dir
+
+
 def train_cli(
     cwd: Path, config: str, *overrides: str, link_data: bool = True, timeout: int = 600
 ) -> subprocess.CompletedProcess[str]:

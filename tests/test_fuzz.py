@@ -45,7 +45,8 @@ CONFIG = schemathesis.Config.from_dict(
 schema = schemathesis.openapi.from_dict(OPENAPI, config=CONFIG)
 
 # What the server checks beyond the schema: blank sentences or text (the schema says only
-# "at least one character"), an article with no sentences or too many of them.
+# "at least one character"), an article with no sentences or too many of them, and one
+# context per sentence.
 UNWRITTEN_RULES = re.compile(
     r"are blank|text is empty|text has no sentences|sentences; at most \d+|contexts for \d+ sentences"
 )

@@ -1,7 +1,6 @@
 """The real server: uvicorn on a free loopback port, every route, good and bad input."""
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -10,7 +9,6 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from safetensors.torch import load_file, save_file
 
 from inference.app import Settings, create_app
 from inference.labels import LABELS
@@ -56,20 +54,8 @@ def server(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def context_model_dir(tiny_context_model_dir, tmp_path_factory):
-    # An untrained tiny model scores every input about 0.25 per label; sharper logits make the
-    # difference a context makes visible.
-    model_dir = tmp_path_factory.mktemp("context") / "unit-context"
-    shutil.copytree(tiny_context_model_dir, model_dir)
-    weights = load_file(model_dir / "model.safetensors")
-    weights["classifier.weight"] *= 300
-    save_file(weights, model_dir / "model.safetensors", metadata={"format": "pt"})
-    return model_dir
-
-
-@pytest.fixture(scope="module")
-def context_server(context_model_dir, tmp_path_factory):
-    yield from start(context_model_dir, tmp_path_factory)
+def context_server(sharp_context_model_dir, tmp_path_factory):
+    yield from start(sharp_context_model_dir, tmp_path_factory)
 
 
 def test_health_and_model_info(server):
@@ -89,13 +75,13 @@ def test_classify_keeps_order_and_matches_the_library(server, tiny_model_dir):
     assert set(body["predictions"][0]) == {"label", "score", "scores", "truncated"}
 
 
-def test_classify_passes_contexts_to_a_context_model(context_server, context_model_dir):
+def test_classify_passes_contexts_to_a_context_model(context_server, sharp_context_model_dir):
     sentences = ["Police said two men were held.", "The rebels denied it.", "It rained."]
     contexts = [None, "Police said two men were held.", ""]
     url = f"{context_server}/v1/classify"
     with_context = httpx.post(url, json={"sentences": sentences, "contexts": contexts}).json()
     alone = httpx.post(url, json={"sentences": sentences}).json()
-    clf = Classifier.load(context_model_dir)
+    clf = Classifier.load(sharp_context_model_dir)
     for got, want in zip(with_context["predictions"], clf.predict(sentences, contexts), strict=True):
         assert got["scores"] == pytest.approx(want.scores, abs=1e-5)
     for got, want in zip(alone["predictions"], clf.predict(sentences), strict=True):

@@ -166,8 +166,8 @@ def fit(
     for epoch in range(progress.epoch + 1, config.train.epochs + 1):
         started = time.perf_counter()
         desc = f"epoch {epoch}/{config.train.epochs}"
+        # _run_epoch leaves dropout on; the Classifier's TorchBackend turns it off before scoring dev.
         train_loss = _run_epoch(live, loader, loss_fn, config, desc)
-        model.eval()  # _run_epoch left dropout on
         dev = evaluate(classifier, splits.dev)
         row = {"epoch": epoch, "train_loss": train_loss, "seconds": time.perf_counter() - started}
         progress.history.append(row | {"dev": dev})
