@@ -118,3 +118,26 @@ def test_a_model_left_in_train_mode_still_predicts_without_dropout(tiny_model_di
         again = classifier.predict(TEXTS)
         for a, b in zip(expected, again, strict=True):
             assert a.scores == pytest.approx(b.scores, abs=1e-6)
+
+
+def test_a_context_model_batches_by_sentence_and_context_length(tiny_context_model_dir):
+    # A pair is padded to its longest sentence-plus-context: sentences of one length whose
+    # contexts differ a lot belong in different batches.
+    clf = Classifier.load(tiny_context_model_dir, batch_size=64)
+    widths: list[int] = []
+
+    class Recording:
+        name, input_names = clf.backend.name, clf.backend.input_names
+
+        def __call__(self, inputs, forward=clf.backend):
+            widths.append(inputs["input_ids"].shape[1])
+            return forward(inputs)
+
+    clf.backend = Recording()
+    texts = ["Police said so."] * 8
+    contexts = ["Yes.", "The ministry and the army and the police said so at length. " * 4] * 4
+    together = clf.predict(texts, contexts)
+    assert len(widths) == 2 and min(widths) < max(widths) / 2
+    alone = [clf.predict([t], [c])[0] for t, c in zip(texts, contexts, strict=True)]
+    for a, b in zip(together, alone, strict=True):
+        assert a.scores == pytest.approx(b.scores, abs=1e-5)
