@@ -7,7 +7,7 @@ FILE   ?= examples/article.txt
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-slow lint train-quickstart corpus gold serve export bench mlflow-ui clean
+.PHONY: install demo test test-slow test-spark test-distributed test-registry lint train-quickstart corpus gold serve export bench mlflow-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,23 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow
+
+$(VENV)/.installed-spark: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev,spark]"
+	touch $@
+
+# `claimlens batch` on Spark in local[2] mode; Spark needs Java 17 or 21 (`java -version`).
+test-spark: $(VENV)/.installed-spark
+	@command -v java >/dev/null || [ -n "$${JAVA_HOME:-}" ] || { echo 'test-spark needs Java 17+: apt-get install openjdk-17-jre-headless' >&2; exit 1; }
+	$(BIN)/python -m pytest -m spark
+
+# torchrun --nproc_per_node=2 on the tiny config (gloo): disjoint shards, equal weights, resume.
+test-distributed: install
+	$(BIN)/python -m pytest -m distributed
+
+# A real `mlflow server` on loopback: registered versions, promote, models:/ URIs, `mlflow models serve`.
+test-registry: install
+	$(BIN)/python -m pytest -m registry
 
 lint: install
 	$(BIN)/ruff check inference training tests benchmarks

@@ -25,7 +25,7 @@ import yaml
 from benchmarks.seed_article import seed_agreement
 from inference import Classifier
 from inference.evaluate import compute_metrics
-from inference.records import load_examples
+from inference.readers import load_examples
 
 
 def describe(model_dir: Path) -> str:

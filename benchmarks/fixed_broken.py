@@ -21,7 +21,7 @@ import argparse
 import random
 
 from inference import Classifier
-from inference.records import load_examples
+from inference.readers import load_examples
 
 
 def main() -> None:

@@ -36,7 +36,8 @@ from inference.evaluate import compute_metrics
 from inference.export import export_onnx
 from inference.model import read_info
 from inference.predict import Classifier
-from inference.records import Example, load_examples
+from inference.readers import load_examples
+from inference.records import Example
 
 RESULTS = Path("benchmarks/results")
 

@@ -4,7 +4,7 @@
         [--clients 16] [--seconds 20] [--quick] [--repeats 3]
 
 Each mode starts a fresh ``python -m inference serve`` on a free loopback port, warms it up,
-then lets ``--clients`` threads (one keep-alive ``httpx.Client`` each) post one real sentence
+then lets ``--clients`` threads (one keep-alive ``http.client`` connection each) post one real sentence
 per ``/v1/classify`` request for ``--seconds`` (``--quick``: 8). Single-sentence requests are
 the live-traffic case that micro-batching is for. Per mode it reports requests/s, sentences/s,
 p50/p99 latency, errors (non-200 or no response), dropped requests (sent, never answered) and
@@ -17,7 +17,8 @@ time is reported so that the numbers can be read with that in mind. On a machine
 other work, ``--repeats N`` runs the modes N times, interleaved, and reports each mode's median
 run; the 1-minute load average before each run is kept in the JSON.
 
-``run_server`` and ``drive`` are reused by ``tests/test_load.py``.
+``drive`` is reused by ``tests/test_load.py``; the server process itself is run by
+``benchmarks.harness``.
 """
 
 from __future__ import annotations
@@ -31,22 +32,21 @@ if not __package__:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
+import http.client
 import json
 import os
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 
+from benchmarks.harness import cpu_s, peak_rss_mb, rss_mb, run_server
 from benchmarks.inference import cpu_name
 
 RESULTS = Path("benchmarks/results")
@@ -62,112 +62,6 @@ class Shot:
     body: bytes
     sentences: int = 1
     expect: Callable[[Any], bool] | None = None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process (``VmRSS`` in ``/proc/<pid>/status``) in MB."""
-    return _proc_status_kb(pid, "VmRSS") / 1024
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory so far (``VmHWM``) in MB."""
-    return _proc_status_kb(pid, "VmHWM") / 1024
-
-
-def _proc_status_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {key} for process {pid}")
-
-
-@dataclass
-class Server:
-    """A running ``python -m inference serve`` process."""
-
-    proc: subprocess.Popen[bytes]
-    base: str
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-
-@contextmanager
-def run_server(
-    model: str | Path,
-    args: Sequence[str] = (),
-    startup_timeout_s: float = 120.0,
-    env: dict[str, str] | None = None,
-) -> Iterator[Server]:
-    """Start the real server on a free loopback port, wait for ``/health`` 200, and always stop it.
-
-    Its output goes to a temporary file, never a pipe nobody reads (a full pipe would block
-    the server). ``args`` are extra ``serve`` options such as ``["--batch-wait-ms", "0"]``.
-    """
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable,
-        "-m",
-        "inference",
-        "serve",
-        "--model",
-        str(model),
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        *args,
-    ]
-    env = (dict(os.environ) if env is None else env) | {
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    with tempfile.TemporaryDirectory(prefix="claimlens-serve-") as tmp:
-        log_path = Path(tmp) / "server.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        server = Server(proc, base, log_path)
-        try:
-            _wait_healthy(server, startup_timeout_s)
-            yield server
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-
-
-def _wait_healthy(server: Server, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=2) as client:
-        while time.monotonic() < deadline:
-            if server.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {server.proc.returncode}:\n{server.log_tail()}")
-            try:
-                if client.get(f"{server.base}/health").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-    raise RuntimeError(f"the server was not healthy after {timeout_s:.0f} s:\n{server.log_tail()}")
 
 
 @dataclass
@@ -204,6 +98,16 @@ class LoadResult:
     def server_errors(self) -> int:
         return sum(n for status, n in self.statuses.items() if status >= 500)
 
+    def add(self, other: LoadResult) -> None:
+        """Count ``other``'s requests in this result too."""
+        self.sent += other.sent
+        self.answered += other.answered
+        self.sentences += other.sentences
+        self.wrong += other.wrong
+        self.statuses.update(other.statuses)
+        self.exceptions.update(other.exceptions)
+        self.latencies_ms.extend(other.latencies_ms)
+
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
@@ -239,77 +143,95 @@ def drive(
     sentences, and one that fails its ``expect`` counts as ``wrong``. Bounded: nothing new is
     sent after the deadline, and a request in flight then waits at most ``timeout_s``.
     """
-    result = LoadResult(clients=clients, seconds=0.0)
-    lock = threading.Lock()
     start = threading.Barrier(clients + 1)
-    deadline = 0.0
-    headers = {"content-type": "application/json"}
-
+    deadline = [0.0]  # set once every client is ready
+    done: list[LoadResult] = []
     failures: list[BaseException] = []
 
     def client(index: int) -> None:
         try:
-            run_client(index)
+            done.append(_client(base, shots(index), timeout_s, start, deadline))
         except BaseException as err:  # reported by the caller, never lost with its thread
             failures.append(err)
             start.abort()
-
-    def run_client(index: int) -> None:
-        sent = answered = sentences = wrong = 0
-        statuses: Counter[int] = Counter()
-        exceptions: Counter[str] = Counter()
-        latencies: list[float] = []
-        source = shots(index)
-        with httpx.Client(base_url=base, timeout=timeout_s, headers=headers) as http:
-            start.wait(timeout=60)
-            while time.monotonic() < deadline:
-                shot = next(source)
-                sent += 1
-                t0 = time.perf_counter()
-                try:
-                    response = http.post(shot.path, content=shot.body)
-                except httpx.HTTPError as err:
-                    exceptions[type(err).__name__] += 1
-                    continue
-                latencies.append((time.perf_counter() - t0) * 1000)
-                answered += 1
-                statuses[response.status_code] += 1
-                if response.status_code == 200:
-                    sentences += shot.sentences
-                    if shot.expect is not None and not _expected(shot, response):
-                        wrong += 1
-        with lock:
-            result.sent += sent
-            result.answered += answered
-            result.sentences += sentences
-            result.wrong += wrong
-            result.statuses.update(statuses)
-            result.exceptions.update(exceptions)
-            result.latencies_ms.extend(latencies)
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
     cpu0 = time.process_time()
-    deadline = time.monotonic() + seconds
+    deadline[0] = time.monotonic() + seconds
     began = time.perf_counter()
     with suppress(threading.BrokenBarrierError):  # a client failed first: its error is raised below
         start.wait(timeout=60)
     for t in threads:
         t.join(seconds + timeout_s + 30)
-    result.seconds = time.perf_counter() - began
+    result = LoadResult(clients=clients, seconds=time.perf_counter() - began)
     result.client_cpu_s = time.process_time() - cpu0
     if failures:
         raise RuntimeError(f"a load client failed: {failures[0]!r}") from failures[0]
     if any(t.is_alive() for t in threads):
         raise RuntimeError("a load client did not finish")
+    for part in done:
+        result.add(part)
     return result
 
 
-def _expected(shot: Shot, response: httpx.Response) -> bool:
+def _client(
+    base: str, source: Iterator[Shot], timeout_s: float, start: threading.Barrier, deadline: list[float]
+) -> LoadResult:
+    """One client's requests, one after another, from the barrier until ``deadline[0]``."""
+    mine = LoadResult(clients=1, seconds=0.0)
+    connection = _Connection(base, timeout_s)
+    try:
+        start.wait(timeout=60)
+        while time.monotonic() < deadline[0]:
+            shot = next(source)
+            mine.sent += 1
+            t0 = time.perf_counter()
+            try:
+                status, body = connection.post(shot.path, shot.body)
+            except (OSError, http.client.HTTPException) as err:
+                mine.exceptions[type(err).__name__] += 1
+                continue
+            mine.latencies_ms.append((time.perf_counter() - t0) * 1000)
+            mine.answered += 1
+            mine.statuses[status] += 1
+            if status == 200:
+                mine.sentences += shot.sentences
+                mine.wrong += shot.expect is not None and not _expected(shot, body)
+    finally:
+        connection.close()
+    return mine
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection, reopened after an error.
+
+    ``http.client`` rather than httpx: the load runs on the server's own cores, and httpx
+    spends several times more CPU per request.
+    """
+
+    def __init__(self, base: str, timeout_s: float) -> None:
+        url = urlsplit(base)
+        self.http = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=timeout_s)
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        try:
+            self.http.request("POST", path, body, {"Content-Type": "application/json"})
+            response = self.http.getresponse()
+            return response.status, response.read()
+        except BaseException:
+            self.http.close()  # the next request opens a fresh connection
+            raise
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _expected(shot: Shot, body: bytes) -> bool:
     assert shot.expect is not None
     try:
-        return bool(shot.expect(response.json()))
+        return bool(shot.expect(json.loads(body)))
     except (ValueError, KeyError, TypeError):
         return False
 
@@ -339,19 +261,23 @@ def corpus_texts(path: Path = CORPUS) -> list[str]:
     return texts
 
 
-def offline_throughput(model: str, backend: str, quantize: str, texts: list[str], passes: int = 3) -> float:
-    """Sentences per second of ``Classifier.predict`` over all ``texts`` in one call, in-process;
-    the best of ``passes`` calls, since other work on a shared machine only ever slows one down."""
+def offline_throughput(
+    model: str, backend: str, quantize: str, texts: list[str], passes: int = 3
+) -> tuple[float, float]:
+    """Sentences per second of ``Classifier.predict`` over all ``texts`` in one call, in-process
+    (the best of ``passes`` calls, since other work on a shared machine only ever slows one
+    down), and that call's CPU milliseconds per sentence (all threads)."""
     from inference.predict import Classifier
 
     clf = Classifier.load(model, backend=backend, quantize=quantize)
     clf.predict(texts[:16])  # warm-up: first calls allocate and pick kernels
-    best = float("inf")
+    best, best_cpu = float("inf"), float("inf")
     for _ in range(passes):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         clf.predict(texts)
         best = min(best, time.perf_counter() - started)
-    return len(texts) / best
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    return len(texts) / best, 1000 * best_cpu / len(texts)
 
 
 def serve_run(
@@ -368,9 +294,9 @@ def serve_run(
     load_before = os.getloadavg()[0]
     with run_server(model, server_args) as server:
         drive(server.base, shots, clients, warmup_s)
-        rss_start = rss_mb(server.pid)
+        rss_start, cpu_start = rss_mb(server.pid), cpu_s(server.pid)
         load = drive(server.base, shots, clients, seconds)
-        rss_end = rss_mb(server.pid)
+        rss_end, cpu_end = rss_mb(server.pid), cpu_s(server.pid)
         peak = peak_rss_mb(server.pid)
         alive = server.proc.poll() is None
     if not alive:
@@ -383,6 +309,8 @@ def serve_run(
         "rss_start_mb": round(rss_start, 1),
         "rss_end_mb": round(rss_end, 1),
         "rss_peak_mb": round(peak, 1),
+        # The server's CPU (model included) per request: steadier than throughput on a busy machine.
+        "server_cpu_ms_per_request": round(1000 * (cpu_end - cpu_start) / max(load.ok, 1), 2),
     }
 
 
@@ -392,7 +320,7 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: v for k, v in ordered[(len(ordered) - 1) // 2].items() if k != "repeat"}
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/default")
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
@@ -419,8 +347,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="the server's model threads (default: all cores)")
     parser.add_argument("--data", type=Path, default=CORPUS, help="JSONL with a 'text' field per row")
     parser.add_argument("--out", type=Path, default=RESULTS / "serve.json")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _modes(args: argparse.Namespace) -> dict[str, list[str]]:
+    runtime = ["--backend", args.backend, "--quantize", args.quantize]
+    if args.threads:
+        runtime += ["--threads", str(args.threads)]
+    batching = [] if args.batch_wait_ms is None else ["--batch-wait-ms", str(args.batch_wait_ms)]
+    return {"micro_batching": [*runtime, *batching], "no_batching": [*runtime, "--batch-wait-ms", "0"]}
+
+
+def _print_table(runs: list[dict[str, Any]], heading: str) -> None:
+    print(f"\n{heading}\n")
+    print(
+        "| mode | requests/s | sentences/s | % of offline | p50 ms | p99 ms | errors | dropped"
+        " | RSS start MB | RSS end MB | client CPU s | server CPU ms/request |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        print(
+            f"| {r['name']} | {r['requests_per_s']:.0f} | {r['sentences_per_s']:.0f} | {r['pct_of_offline']:.0f}%"
+            f" | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['dropped']}"
+            f" | {r['rss_start_mb']:.0f} | {r['rss_end_mb']:.0f} | {r['client_cpu_s']:.1f}"
+            f" | {r['server_cpu_ms_per_request']:.2f} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
     from inference.backends import check_choice, default_threads
 
     try:
@@ -431,18 +387,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--clients, --repeats and --per-request must be at least 1")
     seconds = 8.0 if args.quick else args.seconds
     texts = corpus_texts(args.data)
-    runtime = ["--backend", args.backend, "--quantize", args.quantize]
-    if args.threads:
-        runtime += ["--threads", str(args.threads)]
-    batching = [] if args.batch_wait_ms is None else ["--batch-wait-ms", str(args.batch_wait_ms)]
-    modes = {
-        "micro_batching": [*runtime, *batching],
-        "no_batching": [*runtime, "--batch-wait-ms", "0"],
-    }
+    modes = _modes(args)
 
     # Offline first, alone on the machine: no server is running yet.
     print(f"offline: {len(texts)} sentences in one predict call (best of 3) ...", flush=True)
-    offline = offline_throughput(args.model, args.backend, args.quantize, texts)
+    offline, offline_cpu_ms = offline_throughput(args.model, args.backend, args.quantize, texts)
     every: list[dict[str, Any]] = []
     for repeat in range(args.repeats):
         for name, server_args in modes.items():
@@ -454,40 +403,29 @@ def main(argv: list[str] | None = None) -> None:
             every.append({"repeat": repeat, **run})
     runs = [_median_run([r for r in every if r["name"] == name]) for name in modes]
 
-    threads = default_threads()
     backend = args.backend if args.quantize == "none" else f"{args.backend}_{args.quantize}"
-    print(
-        f"\n{cpu_name()}, {threads} threads; {backend}; {args.clients} clients x {seconds:.0f} s,"
+    _print_table(
+        runs,
+        f"{cpu_name()}, {default_threads()} threads; {backend}; {args.clients} clients x {seconds:.0f} s,"
         f" {args.per_request} sentence(s) per request from {args.data}; offline batch: {offline:.0f} sentences/s"
-        + (f"; median of {args.repeats} interleaved runs" if args.repeats > 1 else "")
-        + "\n"
+        f" ({offline_cpu_ms:.2f} CPU ms per sentence)"
+        + (f"; median of {args.repeats} interleaved runs" if args.repeats > 1 else ""),
     )
-    print(
-        "| mode | requests/s | sentences/s | % of offline | p50 ms | p99 ms | errors | dropped"
-        " | RSS start MB | RSS end MB | client CPU s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in runs:
-        print(
-            f"| {r['name']} | {r['requests_per_s']:.0f} | {r['sentences_per_s']:.0f} | {r['pct_of_offline']:.0f}%"
-            f" | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['dropped']}"
-            f" | {r['rss_start_mb']:.0f} | {r['rss_end_mb']:.0f} | {r['client_cpu_s']:.1f} |"
-        )
     result = {
         "cpu": cpu_name(),
-        "threads": threads,
+        "threads": default_threads(),
         "clients": args.clients,
         "seconds": seconds,
         "model": str(args.model),
         "backend": backend,
         "data": str(args.data),
         "offline_sentences_per_s": round(offline, 1),
+        "offline_cpu_ms_per_sentence": round(offline_cpu_ms, 3),
         "sentences_per_request": args.per_request,
         "repeats": args.repeats,
         "runs": runs,
+        **({"all_runs": every} if args.repeats > 1 else {}),
     }
-    if args.repeats > 1:
-        result["all_runs"] = every
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")

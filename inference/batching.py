@@ -1,13 +1,17 @@
 """Server-side micro-batching: concurrent requests share one forward pass.
 
-Request threads put their sentences on a bounded queue and wait; one worker thread takes
-whatever arrived within ``max_wait_ms`` of the first request (up to ``max_batch`` sentences),
-classifies it all in one call, and hands each request its own predictions back. A full queue
-raises ``QueueFull`` at once, so that the server can answer 503 rather than slow everyone down.
+Callers put their sentences on a queue and wait; one worker thread takes whatever arrived
+within ``max_wait_ms`` of the first request (up to ``max_batch`` sentences), classifies it
+all in one call, and hands each request its own predictions back. With ``max_batch=1``
+every request is its own forward pass (micro-batching off) and still queues here, so the
+queue limit holds either way. More than ``max_queue`` waiting requests raise ``QueueFull``
+at once, so that the server can answer 503 rather than slow everyone down.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -31,6 +35,8 @@ class _Job:
     texts: list[str]
     contexts: list[str | None]
     future: Future[list[Prediction]] = field(default_factory=Future)
+    # An async caller's own future, settled on its loop (one wake-up per batch, not per job).
+    waiter: asyncio.Future[list[Prediction]] | None = None
 
 
 class MicroBatcher:
@@ -49,7 +55,11 @@ class MicroBatcher:
         self.classifier = classifier
         self.max_wait = max_wait_ms / 1000
         self.max_batch = max_batch
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
+        self.max_queue = max_queue
+        # Unbounded, so that close() never blocks on its sentinel; the limit is checked in
+        # submit(), under the lock that also orders every job before the sentinel.
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
         self._closed = False
         self._worker = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
         self._worker.start()
@@ -57,17 +67,32 @@ class MicroBatcher:
     def submit(
         self, texts: Sequence[str], contexts: Sequence[str | None] | None = None
     ) -> Future[list[Prediction]]:
-        """Queue ``texts`` and return at once: a future of their predictions (for async callers)."""
-        if self._closed:
-            raise BatcherClosed("the server is shutting down")
-        job = _Job(list(texts), list(contexts) if contexts is not None else [None] * len(texts))
+        """Queue ``texts`` and return at once: a future of their predictions.
+
+        Raises ``QueueFull`` when ``max_queue`` requests already wait, ``BatcherClosed``
+        once ``close()`` has begun: a job is either queued before the worker's stop
+        signal, and so answered, or refused, never left waiting.
+        """
+        return self._enqueue(texts, contexts).future
+
+    def _enqueue(
+        self,
+        texts: Sequence[str],
+        contexts: Sequence[str | None] | None,
+        waiter: asyncio.Future[list[Prediction]] | None = None,
+    ) -> _Job:
+        job = _Job(
+            list(texts), list(contexts) if contexts is not None else [None] * len(texts), waiter=waiter
+        )
         if len(job.contexts) != len(job.texts):
             raise ValueError(f"got {len(job.contexts)} contexts for {len(job.texts)} texts")
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise QueueFull(f"{self._queue.maxsize} requests are already waiting") from None
-        return job.future
+        with self._lock:
+            if self._closed:
+                raise BatcherClosed("the server is shutting down")
+            if self._queue.qsize() >= self.max_queue:
+                raise QueueFull(f"{self.max_queue} requests are already waiting")
+            self._queue.put(job)
+        return job
 
     def predict(
         self, texts: Sequence[str], contexts: Sequence[str | None] | None = None, timeout: float | None = None
@@ -75,50 +100,108 @@ class MicroBatcher:
         """Classify ``texts`` together with whatever other requests arrive meanwhile."""
         return self.submit(texts, contexts).result(timeout)
 
+    async def predict_async(
+        self, texts: Sequence[str], contexts: Sequence[str | None] | None = None, timeout: float | None = None
+    ) -> list[Prediction]:
+        """``predict`` for an event loop: waits without a thread; ``TimeoutError`` after
+        ``timeout`` seconds, and a request that timed out before its batch began is dropped."""
+        waiter: asyncio.Future[list[Prediction]] = asyncio.get_running_loop().create_future()
+        job = self._enqueue(texts, contexts, waiter)
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except BaseException:  # timed out or cancelled: the worker skips it if it has not begun
+            job.future.cancel()
+            raise
+
     def close(self, timeout: float = 10.0) -> None:
-        """Finish the queued requests, then stop the worker."""
-        self._closed = True
-        self._queue.put(None)
+        """Refuse new requests, answer the queued ones, then stop the worker."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)
         self._worker.join(timeout)
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first, idle = self._queue.get_nowait(), False
+            except queue.Empty:
+                first, idle = self._queue.get(), True
             if first is None:
                 return
-            jobs, size = [first], len(first.texts)
-            deadline = time.monotonic() + self.max_wait
-            stop = False
-            while size < self.max_batch:
-                remaining = deadline - time.monotonic()
-                try:
-                    job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                jobs.append(job)
-                size += len(job.texts)
+            jobs, stop = self._gather(first, self.max_wait if idle else 0.0)
             self._serve(jobs)
             if stop:
                 return
 
+    def _gather(self, first: _Job, wait: float) -> tuple[list[_Job], bool]:
+        """``first``, what already waits behind it, and what arrives within ``wait`` seconds;
+        True once the stop signal came.
+
+        Only an idle worker waits: requests that queued while the last batch ran have waited
+        long enough, and under load that wait would idle the model once per batch.
+        """
+        jobs, size = [first], len(first.texts)
+        deadline = time.monotonic() + wait
+        while size < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+            size += len(job.texts)
+        return jobs, False
+
     def _serve(self, jobs: list[_Job]) -> None:
         # A caller that gave up (its future was cancelled, e.g. on a timeout) is dropped here;
         # the others' futures become "running", so they can no longer be cancelled under us.
-        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        self._answer([job for job in jobs if job.future.set_running_or_notify_cancel()])
+
+    def _answer(self, jobs: list[_Job]) -> None:
         if not jobs:
             return
         texts = [t for job in jobs for t in job.texts]
         contexts = [c for job in jobs for c in job.contexts]
         try:
             predictions = self.classifier.predict(texts, contexts)
-        except BaseException as err:  # every waiting request learns of the failure
-            for job in jobs:
-                job.future.set_exception(err)
+        except BaseException as err:
+            if len(jobs) > 1 and isinstance(err, Exception):
+                # One bad input must not fail its neighbours: each job again, alone.
+                for job in jobs:
+                    self._answer([job])
+            else:
+                for job in jobs:
+                    job.future.set_exception(err)
+                _wake(jobs)
             return
         start = 0
         for job in jobs:
             job.future.set_result(predictions[start : start + len(job.texts)])
             start += len(job.texts)
+        _wake(jobs)
+
+
+def _wake(jobs: list[_Job]) -> None:
+    """Settle the async callers' futures: one call into each event loop for the whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+    for job in jobs:
+        if job.waiter is not None:
+            by_loop.setdefault(job.waiter.get_loop(), []).append(job)
+    for loop, waiting in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, waiting)
+
+
+def _settle(jobs: list[_Job]) -> None:
+    for job in jobs:
+        assert job.waiter is not None
+        if job.waiter.done():  # its caller gave up
+            continue
+        error = job.future.exception()
+        if error is None:
+            job.waiter.set_result(job.future.result())
+        else:
+            job.waiter.set_exception(error)

@@ -14,6 +14,8 @@ COLOURS = {"claim": "33", "denial": "31", "official_statement": "36", "other": "
 
 
 def _read_jsonl_inputs(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    from inference.inputs import doc_key
+
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -24,34 +26,40 @@ def _read_jsonl_inputs(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise ValueError(f"{path}:{lineno}: invalid JSON: {err.msg}") from None
             if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
                 raise ValueError(f"{path}:{lineno}: each row needs a non-empty string 'text'")
+            doc_key(row.get("doc"), f"{path}:{lineno}: doc")
+            if row.get("idx") is not None and (
+                isinstance(row["idx"], bool) or not isinstance(row["idx"], int)
+            ):
+                raise ValueError(f"{path}:{lineno}: idx must be an integer")
             yield lineno, row
 
 
 def _load(args: argparse.Namespace) -> Any:
     from inference.predict import Classifier
+    from inference.registry import resolve_model
 
     return Classifier.load(
-        args.model, backend=args.backend or "torch", quantize=args.quantize or "none", threads=args.threads
+        resolve_model(args.model),
+        backend=args.backend or "torch",
+        quantize=args.quantize or "none",
+        threads=args.threads,
     )
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from inference.inputs import previous_sentences
+
     if bool(args.texts) == bool(args.input):
         raise ValueError("give sentences as arguments or --input FILE.jsonl, not both or neither")
-    clf = _load(args)
     if args.texts:
         rows: list[dict[str, Any]] = [{"id": i, "text": t} for i, t in enumerate(args.texts)]
     else:
         rows = [row | {"id": row.get("id", lineno)} for lineno, row in _read_jsonl_inputs(Path(args.input))]
-    # Rows of one doc are in reading order: each takes the one before it as context.
-    last_in_doc: dict[Any, str] = {}
-    contexts: list[str | None] = []
-    for row in rows:
-        doc = row.get("doc")
-        contexts.append(last_in_doc.get(doc) if doc is not None else None)
-        if doc is not None:
-            last_in_doc[doc] = row["text"]
-    predictions = clf.predict([r["text"] for r in rows], contexts)
+    # Rows of one doc are read in idx order (file order where a doc has no idx).
+    contexts = previous_sentences(
+        [r["text"] for r in rows], [r.get("doc") for r in rows], [r.get("idx") for r in rows]
+    )
+    predictions = _load(args).predict([r["text"] for r in rows], contexts)
     out_rows = [
         {"id": r["id"], "label": p.label, "score": p.score, "scores": p.scores, "truncated": p.truncated}
         for r, p in zip(rows, predictions, strict=True)
@@ -111,7 +119,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from inference.evaluate import compute_metrics, format_report
-    from inference.records import load_examples
+    from inference.readers import load_examples
 
     examples = [e for path in args.data for e in load_examples(path, args.data_root)]
     clf = _load(args)
@@ -124,17 +132,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import dataclasses
-    import os
+    from inference.registry import resolve_model
 
-    from inference.app import Settings, run_server
+    args.model = args.model and str(resolve_model(args.model))  # models:/NAME@ALIAS: a cached folder
+    from inference.server import ServerDidNotStart, run_server
+    from inference.settings import load_settings
 
-    # Keys come from the environment or a file, never from argv (which `ps` shows to everyone).
-    env = dict(os.environ) | {"CLAIMLENS_MODEL": args.model}
-    if args.api_keys_file:
-        env["CLAIMLENS_API_KEYS_FILE"] = args.api_keys_file
-    settings = Settings.from_env(env)
-    given = {
+    # Flags win over CLAIMLENS_* variables. Keys come from the environment or a file, never
+    # from argv (which `ps` shows to everyone).
+    flags = {
+        "model_dir": args.model,
+        "api_keys_file": args.api_keys_file,
         "backend": args.backend,
         "quantize": args.quantize,
         "threads": args.threads,
@@ -143,22 +151,64 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "max_queue": args.max_queue,
         "cors_origins": tuple(args.cors_origin) if args.cors_origin else None,
     }
-    settings = dataclasses.replace(settings, **{k: v for k, v in given.items() if v is not None})
+    settings = load_settings(**{k: v for k, v in flags.items() if v is not None})
     if settings.api_keys:
         print(
             f"API keys required on every route but /health ({len(settings.api_keys)} configured)",
             file=sys.stderr,
         )
-    run_server(settings, host=args.host, port=args.port, log_level=args.log_level)
+    try:
+        run_server(settings, host=args.host, port=args.port, log_level=args.log_level)
+    except ServerDidNotStart as err:
+        print(f"claimlens serve: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from inference.export import export_onnx
 
-    path = export_onnx(args.model, quantize=args.quantize)
+    path = export_onnx(args.model, quantize=args.quantize, fuse=args.fuse)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    try:
+        from inference.spark_batch import BatchJob, Columns, check_job, run_batch, spark_session
+    except ImportError as err:
+        raise ValueError(f"batch needs pyspark ({err}): pip install 'claimlens[spark]'") from None
+    from pyspark.sql import SparkSession
+
+    columns = Columns(args.text_column, args.doc_column, args.idx_column, args.id_column)
+    job = BatchJob(
+        args.model, args.input, args.output, columns, args.format, args.backend, args.quantize,
+        args.threads, args.max_chars, args.partitions, args.overwrite, args.batch_size,
+    )  # fmt: skip
+    check_job(job)  # before a JVM starts
+    existing = SparkSession.getActiveSession()  # a caller's session (tests, a notebook) stays open
+    spark = existing or spark_session(args.master)
+    try:
+        s = run_batch(spark, job)
+    finally:
+        if existing is None:
+            spark.stop()
+    errors = ", ".join(f"{kind}: {n}" for kind, n in s.errors.items()) or "none"
+    print(
+        f"{s.rows_in} rows in, {s.rows_out} rows out to {args.output} ({s.backend}): {s.scored} scored "
+        f"({s.truncated} truncated), {s.rows_out - s.scored} errors ({errors}); "
+        f"{s.seconds:.1f} s, {s.rows_out / max(s.seconds, 1e-9):.1f} rows/s",
+        file=sys.stderr,
+    )
+    return 0 if s.rows_in == s.rows_out else 1
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from inference.registry import promote
+
+    result = promote(args.model, args.alias, args.version, args.force, args.tracking_uri)
+    print(result.report())
+    return 0 if result.moved or result.champion == result.candidate else 1
 
 
 def _runtime_options() -> argparse.ArgumentParser:
@@ -179,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     runtime = _runtime_options()
 
     p = sub.add_parser("predict", parents=[runtime], help="classify sentences given as arguments or as JSONL")
-    p.add_argument("--model", required=True, help="a model directory, e.g. models/quickstart")
+    p.add_argument(
+        "--model", required=True, help="a model directory (e.g. models/quickstart) or models:/NAME@ALIAS"
+    )
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.add_argument("--input", help="JSONL with id, text and optional doc (rows of a doc in reading order)")
     p.add_argument("--output", help="write JSONL here instead of stdout")
@@ -207,10 +259,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--format", choices=["onnx"], default="onnx")
     p.add_argument("--quantize", choices=["none", "int8"], default="none")
+    p.add_argument(
+        "--fuse",
+        action="store_true",
+        help="fuse attention, LayerNorm and GELU with ONNX Runtime's transformer optimizer first"
+        " (slower on the CPUs measured; `python -m benchmarks.onnx_variants` compares on yours)",
+    )
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("serve", parents=[runtime], help="serve the HTTP endpoint")
-    p.add_argument("--model", required=True)
+    p = sub.add_parser("batch", help="label a CSV/JSONL/Parquet file or folder with Spark into Parquet")
+    p.add_argument("--model", required=True, help="a model directory, or models:/NAME@ALIAS from MLflow")
+    p.add_argument("--input", required=True, help="a .csv, .jsonl or .parquet file, or a folder of them")
+    p.add_argument("--output", required=True, help="the Parquet folder to write")
+    p.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="default: from the file names")
+    p.add_argument("--text-column", default="text")
+    for role in ("doc", "idx", "id"):
+        p.add_argument(f"--{role}-column", help=f"default: {role!r} when the input has it")
+    p.add_argument("--master", help="e.g. local[2], yarn (default: spark-submit's, else local[*])")
+    p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx int8 if exported, else torch")
+    p.add_argument("--quantize", choices=["none", "int8"], help="int8 needs --backend onnx")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per Spark task (default 1)")
+    p.add_argument("--batch-size", type=int, default=64, help="sentences per forward pass (default 64)")
+    p.add_argument("--max-chars", type=int, default=2000, help="longer texts get an error (default 2000)")
+    p.add_argument("--partitions", type=int, help="scoring tasks (default: 2 x Spark's parallelism)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser(
+        "serve", parents=[runtime], help="serve the HTTP endpoint (flags override CLAIMLENS_* variables)"
+    )
+    p.add_argument("--model", help="a model directory (default: $CLAIMLENS_MODEL)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="info")
@@ -224,6 +302,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-keys-file", help="a file of API keys, one per line (or set CLAIMLENS_API_KEYS=key1,key2)"
     )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "promote",
+        help="point a registry alias at a version if its test macro-F1 beats the alias's current one",
+        epilog="exit status: 0 moved (or already there), 1 kept the current version, 2 error",
+    )
+    p.add_argument("--model", required=True, help="the registered model name, e.g. claimlens-default")
+    p.add_argument("--alias", default="champion")
+    p.add_argument("--version", help="the candidate version (default: the latest)")
+    p.add_argument("--force", action="store_true", help="move the alias whatever the figures say")
+    p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    p.set_defaults(func=cmd_promote)
     return parser
 
 

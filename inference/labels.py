@@ -17,14 +17,23 @@ def check_label(label: object, where: str = "") -> str:
     return label
 
 
-def check_id2label(id2label: Mapping[int | str, str], where: str) -> None:
-    """Refuse a model whose ``id2label`` differs from the code's label tuple."""
-    found = {int(k): v for k, v in id2label.items()}
-    if found != ID2LABEL:
+def check_id2label(id2label: Mapping[int | str, str], where: str) -> tuple[str, ...]:
+    """The model's labels in its own output order; ``ValueError`` unless they are the code's labels.
+
+    The order may differ from :data:`LABELS` (the model folder says which output is which);
+    the set may not.
+    """
+    try:
+        found = {int(k): v for k, v in id2label.items()}
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: id2label keys must be integers") from None
+    labels = tuple(found[i] for i in sorted(found))
+    if sorted(found) != list(range(len(found))) or sorted(labels) != sorted(LABELS):
         raise ValueError(
             f"{where}: the model's labels {dict(sorted(found.items()))} differ from the code's "
             f"{ID2LABEL}; retrain the model or use a matching version of claimlens"
         )
+    return labels
 
 
 def label_counts(labels: Iterable[str]) -> dict[str, int]:

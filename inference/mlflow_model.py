@@ -11,7 +11,8 @@ from inference.predict import Classifier
 
 
 class ClaimLensModel(PythonModel):
-    """Input: a DataFrame with a ``text`` column (optional ``context``); output: label, score, scores."""
+    """Input: a DataFrame with ``text`` and an optional ``context`` (the previous sentence, or
+    null); output: ``label``, ``score``, ``score_<label>`` for every label, and ``truncated``."""
 
     def load_context(self, context: PythonModelContext) -> None:
         self.classifier = Classifier.load(context.artifacts["model_dir"])
@@ -23,6 +24,7 @@ class ClaimLensModel(PythonModel):
             raise ValueError("model input needs a 'text' column")
         contexts = None
         if "context" in frame.columns:
+            # Missing values arrive as None or NaN; both mean "no previous sentence".
             contexts = [c if isinstance(c, str) and c else None for c in frame["context"]]
         predictions = self.classifier.predict(list(frame["text"]), contexts)
         return pd.DataFrame(
@@ -30,6 +32,7 @@ class ClaimLensModel(PythonModel):
                 "label": [p.label for p in predictions],
                 "score": [p.score for p in predictions],
                 **{f"score_{label}": [p.scores[label] for p in predictions] for label in LABELS},
+                "truncated": [p.truncated for p in predictions],
             }
         )
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -18,7 +17,9 @@ from transformers import (
 
 from inference.labels import LABELS, check_id2label
 
-REQUIRED_FILES = ("config.json", "model.safetensors", "train_config.yaml", "metrics.json")
+REQUIRED_FILES = ("config.json", "model.safetensors")
+# The key of config.json under which a claimlens model folder describes how it reads input.
+CONFIG_KEY = "claimlens"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
@@ -54,20 +55,45 @@ def check_model_dir(path: Path) -> None:
 
 
 def read_info(path: Path) -> ModelInfo:
-    """Read the model's name, settings and metrics without loading weights."""
-    raw_config = (path / "train_config.yaml").read_bytes()
-    train_config = yaml.safe_load(raw_config) or {}
-    model_cfg = train_config.get("model", {})
-    config = json.loads((path / "config.json").read_text())
-    check_id2label(config.get("id2label", {}), where=str(path / "config.json"))
+    """Read the model's name, settings and metrics without loading weights.
+
+    How the model reads input (context, max_length, labels) comes from the folder's own
+    ``config.json``; ``train_config.yaml`` and ``metrics.json`` are optional extras.
+    """
+    where = path / "config.json"
+    config = json.loads(where.read_text())
+    labels = check_id2label(config.get("id2label", {}), where=str(where))
+    own = config.get(CONFIG_KEY)
+    if not isinstance(own, dict) or not {"context", "max_length"} <= own.keys():
+        raise ValueError(
+            f"{where} has no {CONFIG_KEY!r} section with context and max_length; "
+            "it was not written by claimlens-train (retrain, or add the section)"
+        )
+    raw = (path / "train_config.yaml").read_bytes() if (path / "train_config.yaml").is_file() else b""
+    metrics_file = path / "metrics.json"
     return ModelInfo(
-        name=str(train_config.get("name", path.name)),
+        name=str(own.get("name", path.name)),
         path=str(path),
-        base_model=str(model_cfg.get("base", "unknown")),
-        context=bool(model_cfg.get("context", False)),
-        max_length=int(model_cfg.get("max_length", 128)),
-        metrics=json.loads((path / "metrics.json").read_text()),
-        config_digest="sha256:" + hashlib.sha256(raw_config).hexdigest(),
+        base_model=str(own.get("base_model", "unknown")),
+        context=bool(own["context"]),
+        max_length=int(own["max_length"]),
+        labels=labels,
+        metrics=json.loads(metrics_file.read_text()) if metrics_file.is_file() else {},
+        config_digest="sha256:" + hashlib.sha256(raw or where.read_bytes()).hexdigest(),
+    )
+
+
+def describe(config: Any, info: ModelInfo) -> None:
+    """Write ``info``'s reading settings into a transformers config, so the folder describes itself."""
+    setattr(
+        config,
+        CONFIG_KEY,
+        {
+            "name": info.name,
+            "base_model": info.base_model,
+            "context": info.context,
+            "max_length": info.max_length,
+        },
     )
 
 
@@ -91,6 +117,5 @@ def load_model_dir(
     model = AutoModelForSequenceClassification.from_pretrained(
         path, use_safetensors=True, local_files_only=True, trust_remote_code=False
     )
-    check_id2label(model.config.id2label, where=str(path))
     model.eval()
     return model, tokenizer, info

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from inference.backends import Backend, OnnxBackend, TorchBackend, check_choice, onnx_path
+from inference.inputs import Encoded, InputBuilder, previous_sentences
 from inference.labels import LABELS
 from inference.model import ModelInfo, load_model_dir, load_tokenizer_and_info
 from inference.sentences import Sentence, split_sentences
@@ -78,6 +79,7 @@ class Classifier:
         self.tokenizer = tokenizer
         self.info = info
         self.batch_size = batch_size
+        self.inputs = InputBuilder(tokenizer, info.max_length, info.context)
         # Fast tokenizers are not re-entrant; one lock keeps concurrent callers correct.
         self._lock = threading.Lock()
 
@@ -106,27 +108,32 @@ class Classifier:
     def predict(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None) -> list[Prediction]:
         """Label each text; ``contexts[i]`` is the sentence before ``texts[i]``, if any.
 
-        Results keep the input order; batches are formed from texts of similar length.
+        Results keep the input order; batches are formed from inputs of similar length.
+        A model trained without context ignores ``contexts``.
+
+        >>> clf.predict(["He denied it."], ["Rebels said they took the town."])[0].label  # doctest: +SKIP
+        'denial'
         """
         texts = _check_texts(texts)
-        if contexts is None or not self.info.context:
-            contexts = [None] * len(texts)
-        elif len(contexts) != len(texts):
-            raise ValueError(f"got {len(contexts)} contexts for {len(texts)} texts")
+        contexts = _check_contexts(contexts, len(texts))
         results: list[Prediction | None] = [None] * len(texts)
         with self._lock:
-            # A pair is padded to its sentence and its context together: sort by both.
-            lengths = [len(t) + len(c or "") for t, c in zip(texts, contexts, strict=True)]
-            for batch in self._batches(lengths):
-                probs, truncated = self._forward([texts[i] for i in batch], [contexts[i] for i in batch])
-                for i, row, cut in zip(batch, probs.tolist(), truncated, strict=True):
-                    best = max(range(len(LABELS)), key=row.__getitem__)
-                    scores = {label: round(p, 6) for label, p in zip(LABELS, row, strict=True)}
-                    results[i] = Prediction(LABELS[best], round(row[best], 6), scores, cut)
+            encoded = self.inputs(texts, contexts)
+            for batch in self._batches([len(e.input_ids) for e in encoded]):
+                probs = self._forward([encoded[i] for i in batch])
+                for i, row in zip(batch, probs.tolist(), strict=True):
+                    results[i] = self._prediction(row, encoded[i].truncated)
         return [r for r in results if r is not None]
 
+    def _prediction(self, row: list[float], truncated: bool) -> Prediction:
+        # The folder's own label order says which output is which; scores follow LABELS.
+        by_label = dict(zip(self.info.labels, row, strict=True))
+        best = max(LABELS, key=by_label.__getitem__)
+        scores = {label: round(by_label[label], 6) for label in LABELS}
+        return Prediction(best, scores[best], scores, truncated)
+
     def _batches(self, lengths: list[int]) -> list[list[int]]:
-        """Indices by length (characters), cut into batches of at most ``batch_size`` whose inputs
+        """Indices by length (tokens), cut into batches of at most ``batch_size`` whose inputs
         are of similar length: a batch is padded to its longest input, and padding is wasted work."""
         order = sorted(range(len(lengths)), key=lengths.__getitem__)
         batches: list[list[int]] = []
@@ -134,50 +141,39 @@ class Classifier:
             if (
                 batches
                 and len(batches[-1]) < self.batch_size
-                and lengths[i] <= 1.3 * lengths[batches[-1][0]] + 8
+                and lengths[i] <= 1.3 * lengths[batches[-1][0]] + 4
             ):
                 batches[-1].append(i)
             else:
                 batches.append([i])
         return batches
 
-    def _forward(self, texts: list[str], contexts: list[str | None]) -> tuple[np.ndarray, list[bool]]:
-        if self.info.context:
-            # As in training: always a pair, the sentence first so that truncation trims
-            # the context first, and an empty context for a document's first sentence.
-            encoded = self.tokenizer(
-                texts,
-                [c or "" for c in contexts],
-                truncation="longest_first",
-                max_length=self.info.max_length,
-                padding=True,
-                return_tensors="np",
-            )
-        else:
-            encoded = self.tokenizer(
-                texts, truncation=True, max_length=self.info.max_length, padding=True, return_tensors="np"
-            )
-        if "token_type_ids" in self.backend.input_names and "token_type_ids" not in encoded:
-            encoded["token_type_ids"] = np.zeros_like(encoded["input_ids"])
-        logits = self.backend(encoded)
-        return _softmax(logits), self._truncated(texts, encoded)
-
-    def _truncated(self, texts: list[str], encoded: BatchEncoding) -> list[bool]:
-        # A sentence was cut when fewer of its own tokens (sequence 0) reached the model
-        # than it has; special tokens and the context do not count.
-        full = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        kept = [sum(1 for s in encoded.sequence_ids(i) if s == 0) for i in range(len(texts))]
-        return [k < len(f) for k, f in zip(kept, full, strict=True)]
+    def _forward(self, encoded: list[Encoded]) -> np.ndarray:
+        arrays = self.inputs.batch(encoded)
+        return _softmax(self.backend({n: arrays[n] for n in self.backend.input_names}))
 
     def analyze(self, text: str) -> list[SentencePrediction]:
         """Split an article into sentences and label each, the previous one as context."""
         sentences = split_article(text)
-        contexts = [None, *(s.text for s in sentences[:-1])]
+        contexts = previous_sentences([s.text for s in sentences])
         predictions = self.predict([s.text for s in sentences], contexts)
         return [
             SentencePrediction(s.text, s.start, s.end, p.label, p.score, p.scores, p.truncated)
             for s, p in zip(sentences, predictions, strict=True)
         ]
+
+
+def _check_contexts(contexts: object, n: int) -> list[str | None]:
+    if contexts is None:
+        return [None] * n
+    if isinstance(contexts, str) or not isinstance(contexts, Sequence):
+        raise ValueError(f"contexts must be a list of strings or None, got {type(contexts).__name__}")
+    if len(contexts) != n:
+        raise ValueError(f"got {len(contexts)} contexts for {n} texts")
+    for i, context in enumerate(contexts):
+        if context is not None and not isinstance(context, str):
+            raise ValueError(f"contexts[{i}] must be a string or None, got {type(context).__name__}")
+    return [c or None for c in contexts]
 
 
 def split_article(text: str) -> list[Sentence]:
@@ -208,13 +204,20 @@ def _classifier(model: str | Path | Classifier) -> Classifier:
     return _cached(str(Path(model).resolve()))
 
 
-def predict(texts: Sequence[str], model: str | Path | Classifier) -> list[Prediction]:
+def predict(
+    texts: Sequence[str],
+    model: str | Path | Classifier,
+    contexts: Sequence[str | None] | None = None,
+) -> list[Prediction]:
     """Label sentences with a model directory (loaded once, then cached) or a ``Classifier``.
+
+    ``contexts[i]`` is the sentence before ``texts[i]`` (None for a document's first), read by
+    a context model; :func:`inference.inputs.previous_sentences` builds them from doc ids.
 
     >>> predict(["Police said three men were arrested."], model="models/quickstart")[0].label  # doctest: +SKIP
     'official_statement'
     """
-    return _classifier(model).predict(texts)
+    return _classifier(model).predict(texts, contexts)
 
 
 def analyze(text: str, model: str | Path | Classifier) -> list[SentencePrediction]:

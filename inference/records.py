@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inference.inputs import previous_sentences
 from inference.labels import check_label
 
 
@@ -91,13 +92,8 @@ def read_labelled(path: str | Path) -> list[Example]:
 
 
 def with_context(examples: list[Example]) -> list[Example]:
-    """Give each example the text of the sentence before it in its document."""
-    by_key = {(e.doc, e.idx): e.text for e in examples}
-    return [Example(e.doc, e.idx, e.text, e.label, by_key.get((e.doc, e.idx - 1))) for e in examples]
-
-
-def load_examples(path: str | Path, data_root: str | Path) -> list[Example]:
-    """Labelled JSONL/CSV, or stand-off gold resolved against ``data_root``."""
-    from inference.standoff import is_standoff, read_standoff
-
-    return read_standoff(path, data_root) if is_standoff(path) else read_labelled(path)
+    """Give each example its previous sentence in its document (:func:`previous_sentences`)."""
+    contexts = previous_sentences(
+        [e.text for e in examples], [e.doc for e in examples], [e.idx for e in examples]
+    )
+    return [Example(e.doc, e.idx, e.text, e.label, c) for e, c in zip(examples, contexts, strict=True)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -125,9 +124,3 @@ def polnear_root(tmp_path: Path, texts: dict[str, str], anns: dict[str, str] | N
         for name, ann in anns.items():
             (ann_dir / f"{name}_x1.ann").write_text(ann)
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -4,7 +4,10 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+import pytest
+
+from inference.predict import Classifier
+from tests.conftest import ROOT, SAMPLE
 
 
 def run(*args, stdin=None):
@@ -86,3 +89,54 @@ def test_evaluate_prints_the_table(tiny_model_dir, tmp_path):
     assert "macro-F1" in proc.stdout and "confusion matrix" in proc.stdout
     metrics = json.loads(out.read_text())
     assert metrics["n"] == len((ROOT / "data" / "corpus" / "dev.jsonl").read_text().splitlines())
+
+
+def _context_rows() -> list[dict]:
+    t0, t1, t2, t3 = (t for t, _ in SAMPLE)
+    return [
+        {"id": "a", "text": t0, "doc": "d1", "idx": 0},
+        {"id": "b", "text": t1, "doc": "d1", "idx": 1},
+        {"id": "c", "text": t2, "doc": "d1", "idx": 2},
+        {"id": "n", "text": t1},  # b's sentence without a document: no context
+        {"id": "p", "text": t0, "doc": 7},
+        {"id": "q", "text": t3, "doc": "7"},  # the same document as p: p is its context
+    ]
+
+
+def _predict_file(model_dir, tmp_path, rows, name):
+    src = tmp_path / f"{name}.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = run("predict", "--model", model_dir, "--input", src)
+    assert proc.returncode == 0, proc.stderr
+    return {r["id"]: r for r in map(json.loads, proc.stdout.splitlines())}
+
+
+def test_predict_reads_each_doc_in_idx_order_with_its_previous_sentence(sharp_context_model_dir, tmp_path):
+    rows = _context_rows()
+    in_order = _predict_file(sharp_context_model_dir, tmp_path, rows, "in_order")
+    # d1 given backwards and interleaved; doc 7 has no idx, so its file order is its reading order.
+    shuffled_rows = [rows[i] for i in (2, 4, 0, 3, 1, 5)]
+    shuffled = _predict_file(sharp_context_model_dir, tmp_path, shuffled_rows, "shuffled")
+    assert list(shuffled) == [r["id"] for r in shuffled_rows]
+    assert {k: shuffled[k] for k in in_order} == in_order
+
+    clf = Classifier.load(sharp_context_model_dir)
+    texts = [r["text"] for r in rows]
+    contexts = [None, texts[0], texts[1], None, None, texts[4]]
+    for row, expected in zip(rows, clf.predict(texts, contexts), strict=True):
+        got = in_order[row["id"]]
+        assert got["label"] == expected.label, row["id"]
+        assert got["scores"] == pytest.approx(expected.scores, abs=1e-5), row["id"]
+    # The context is read: the same sentence scores differently with and without it.
+    assert in_order["b"]["scores"] != pytest.approx(in_order["n"]["scores"], abs=1e-3)
+    alone = clf.predict([texts[5]])[0]
+    assert in_order["q"]["scores"] != pytest.approx(alone.scores, abs=1e-3)  # 7 and "7": one doc
+
+
+def test_predict_refuses_an_unhashable_doc_with_file_and_line(sharp_context_model_dir, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "Police said so.", "doc": "d1"}\n{"text": "It rained.", "doc": ["d1"]}\n')
+    proc = run("predict", "--model", sharp_context_model_dir, "--input", src)
+    assert proc.returncode == 2
+    assert "in.jsonl:2: doc must be a string or an integer, got list" in proc.stderr
+    assert "Traceback" not in proc.stderr

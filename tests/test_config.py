@@ -1,15 +1,49 @@
 import pytest
+import yaml
 
 from tests.conftest import ROOT
-from training.config import apply_overrides, load_config
+from training.config import apply_overrides, deep_merge, flatten, load_config, resolve_inheritance
 
 TINY = ROOT / "configs" / "tiny.yaml"
+SHIPPED = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
-def test_shipped_configs_validate():
-    for path in sorted((ROOT / "configs").glob("*.yaml")):
-        config = load_config(path)
-        assert config.name and config.data.train
+def _write(path, text: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_the_glob_finds_the_experiments():
+    assert len([p for p in SHIPPED if p.parent.name == "experiments"]) >= 10
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_shipped_config_validates(path):
+    if path.name == "speakers.yaml":  # the speaker tagger's own schema (training/speakers_train.py)
+        from training.speakers_train import load_speakers_config
+
+        assert load_speakers_config(path).name == "speakers"
+        return
+    config = load_config(path)
+    assert config.name and config.data.train and config.data.dev
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in SHIPPED if "inherit" in yaml.safe_load(p.read_text())],
+    ids=lambda p: str(p.relative_to(ROOT / "configs")),
+)
+def test_inheriting_configs_state_only_what_they_change(path):
+    raw = yaml.safe_load(path.read_text())
+    parent = resolve_inheritance(path.parent / raw.pop("inherit"))
+    flat_parent = flatten(parent)
+    restated = {k: v for k, v in flatten(raw).items() if k in flat_parent and flat_parent[k] == v}
+    assert not restated, f"{path.name} restates its parent's values: {restated}"
+
+
+def test_default_is_complete():
+    assert "inherit" not in yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
 
 
 def test_dotted_overrides_and_string_floats_are_coerced():
@@ -63,3 +97,79 @@ def test_resolved_config_round_trips(tmp_path):
     out = tmp_path / "resolved.yaml"
     out.write_text(config.to_yaml())
     assert load_config(out) == config
+
+
+def test_deep_merge_merges_mappings_and_replaces_lists():
+    base = {"a": {"b": 1, "c": {"d": 2, "e": 3}}, "l": [1, 2], "s": "x"}
+    merged = deep_merge(base, {"a": {"c": {"e": 30}}, "l": [9], "n": None})
+    assert merged == {"a": {"b": 1, "c": {"d": 2, "e": 30}}, "l": [9], "s": "x", "n": None}
+    assert base["a"]["c"]["e"] == 3  # the parent is left as it was
+
+
+def test_child_deep_merges_over_parent_relative_to_itself(tmp_path, monkeypatch):
+    _write(tmp_path / "base" / "tiny.yaml", TINY.read_text())
+    child = _write(
+        tmp_path / "base" / "exp" / "child.yaml",
+        "inherit: ../tiny.yaml\nname: child\nmodel: {max_length: 40}\n"
+        "data:\n  train:\n    - {path: other.jsonl}\n",
+    )
+    monkeypatch.chdir(tmp_path)  # the parent is found next to the child, not from the cwd
+    config, parent = load_config(child), load_config(TINY)
+    assert config.name == "child"
+    assert config.model.max_length == 40
+    assert config.model.base == parent.model.base == "tiny-random"  # siblings kept
+    assert [s.path for s in config.data.train] == ["other.jsonl"]  # the list is replaced whole
+    assert config.data.dev == parent.data.dev
+    assert (
+        config.model_dump()
+        == parent.model_copy(
+            update={
+                "name": "child",
+                "model": parent.model.model_copy(update={"max_length": 40}),
+                "data": parent.data.model_copy(update={"train": config.data.train}),
+            }
+        ).model_dump()
+    )
+
+
+def test_chains_and_override_precedence(tmp_path):
+    _write(tmp_path / "grand.yaml", TINY.read_text())
+    _write(tmp_path / "parent.yaml", "inherit: grand.yaml\ntrain: {epochs: 5, batch_size: 8}\nseed: 1\n")
+    child = _write(tmp_path / "child.yaml", "inherit: parent.yaml\ntrain: {epochs: 6}\n")
+    config = load_config(child)
+    assert (config.train.epochs, config.train.batch_size, config.seed) == (6, 8, 1)
+    assert config.optim.lr == load_config(TINY).optim.lr  # from the grandparent
+    config = load_config(child, ["train.epochs=7", "seed=2"])
+    assert (config.train.epochs, config.train.batch_size, config.seed) == (7, 8, 2)
+
+
+def test_missing_parent_names_both_files(tmp_path):
+    child = _write(tmp_path / "child.yaml", "inherit: nowhere/base.yaml\nname: x\n")
+    with pytest.raises(
+        ValueError, match=r"child\.yaml: inherited config .*nowhere/base\.yaml does not exist"
+    ):
+        load_config(child)
+
+
+def test_cycles_are_refused(tmp_path):
+    _write(tmp_path / "a.yaml", "inherit: b.yaml\nname: a\n")
+    _write(tmp_path / "b.yaml", "inherit: ./a.yaml\nname: b\n")
+    with pytest.raises(ValueError, match=r"inheritance cycle: .*a\.yaml -> .*b\.yaml -> .*a\.yaml"):
+        load_config(tmp_path / "a.yaml")
+    _write(tmp_path / "self.yaml", "inherit: self.yaml\n")
+    with pytest.raises(ValueError, match="inheritance cycle"):
+        load_config(tmp_path / "self.yaml")
+
+
+def test_unknown_key_in_a_child_fails_loudly(tmp_path):
+    _write(tmp_path / "tiny.yaml", TINY.read_text())
+    child = _write(tmp_path / "child.yaml", "inherit: tiny.yaml\nmodel: {contxt: true}\n")
+    with pytest.raises(ValueError, match=r"child\.yaml: invalid config: model\.contxt: Extra inputs"):
+        load_config(child)
+
+
+@pytest.mark.parametrize("value", ["[a.yaml, b.yaml]", "''", "3"])
+def test_inherit_must_be_one_path(tmp_path, value):
+    child = _write(tmp_path / "child.yaml", f"inherit: {value}\nname: x\n")
+    with pytest.raises(ValueError, match="'inherit' must be a path"):
+        load_config(child)

@@ -154,3 +154,22 @@ def test_no_shared_dataset_text_is_copied_into_the_repo():
             if isinstance(text, str) and " ".join(text.split()) in seen:
                 copied.append((f.name, text[:60]))
     assert copied == []
+
+
+@pytest.mark.parametrize(
+    "first", ["inference.records", "inference.standoff"], ids=["records-first", "standoff-first"]
+)
+def test_records_and_standoff_import_in_either_order_without_a_cycle(first):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    second = {"inference.records": "inference.standoff", "inference.standoff": "inference.records"}[first]
+    # A fresh interpreter: in this one both modules are already imported.
+    code = (
+        f"import {first}, {second}, inference.readers, inference.records as r; "
+        "assert not hasattr(r, 'load_examples'), 'load_examples lives in inference/readers.py'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

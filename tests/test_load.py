@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.serve import Shot, drive, rss_mb, run_server
+from benchmarks.harness import rss_mb, run_server
+from benchmarks.serve import Shot, drive
 from inference.predict import split_article
 from tests.conftest import ROOT, SAMPLE
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,16 +68,28 @@ def resume_in_process(cwd: Path, monkeypatch, capsys, *overrides: str) -> tuple[
     return int(exit_info.value.code or 0), capsys.readouterr().err
 
 
+EPOCHS = 3  # killed after the first checkpoint, so the resumed run always has epochs left to train
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """configs/tiny.yaml for ``EPOCHS`` epochs, never stopped: what a resumed run must end as."""
+    work = tmp_path_factory.mktemp("uninterrupted")
+    proc = train_cli(work, "tiny", f"train.epochs={EPOCHS}", "tracking.enabled=false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return work / "models" / "tiny"
+
+
 def test_killed_training_resumes_to_the_same_metrics_weights_and_mlflow_run(
-    trained, tmp_path, monkeypatch, capsys
+    uninterrupted, tmp_path, monkeypatch, capsys
 ):
-    """Killed after a checkpoint, resumed: metrics, weights and MLflow run match ``trained``'s run."""
-    expected = json.loads((trained["model_dir"] / "metrics.json").read_text())
+    """Killed after a checkpoint, resumed: metrics and weights match a run that was never stopped."""
+    expected = json.loads((uninterrupted / "metrics.json").read_text())
     work = tmp_path / "killed"
     work.mkdir()
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    # configs/tiny.yaml as ``trained`` ran it (2 epochs, same seed); only the MLflow store differs.
-    overrides = (f"tracking.uri={uri}", "tracking.log_model=false")
+    # The same config and seed as ``uninterrupted``; only tracking differs, which changes no number.
+    overrides = (f"train.epochs={EPOCHS}", f"tracking.uri={uri}", "tracking.log_model=false")
     proc = start_training(work, *overrides)
     wait_for(lambda: latest_checkpoint(work / CHECKPOINTS) is not None, proc, "the first checkpoint")
     proc.kill()
@@ -87,25 +100,32 @@ def test_killed_training_resumes_to_the_same_metrics_weights_and_mlflow_run(
     with pytest.raises(ValueError, match="incomplete"):
         check_model_dir(folder)
     state = json.loads((folder / "state.json").read_text())
-    assert state["epoch"] in (1, 2)  # almost always 1: epoch 2 takes far longer than the poll
+    # Almost always 1: two more epochs take far longer than the 5 ms poll. Never the last epoch,
+    # or the resumed run would have nothing left to train and this test would prove nothing.
+    assert 1 <= state["epoch"] < EPOCHS
     (run,) = mlflow_runs(uri)
     assert run.info.run_id == state["run_id"] and run.info.status == "RUNNING"  # SIGKILL: no goodbye
 
     # A different config is refused by name, and the checkpoint survives the refusal.
-    code, err = resume_in_process(work, monkeypatch, capsys, "train.epochs=4", *overrides)
-    assert code == 2 and "train.epochs was 2, now 4" in err
+    code, err = resume_in_process(work, monkeypatch, capsys, *overrides, f"train.epochs={EPOCHS + 1}")
+    assert code == 2 and f"train.epochs was {EPOCHS}, now {EPOCHS + 1}" in err
     assert latest_checkpoint(work / CHECKPOINTS) == folder
 
     proc = train_cli(work, "tiny", "--resume", *overrides, link_data=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"resuming after epoch {state['epoch']}" in proc.stderr
+    # The resumed process trained exactly the epochs the checkpoint had not: at least one.
+    trained_now = [int(n) for n in re.findall(r"^epoch (\d+): train loss", proc.stdout, re.MULTILINE)]
+    assert trained_now == list(range(state["epoch"] + 1, EPOCHS + 1)) and trained_now
     resumed = json.loads((work / "models" / "tiny" / "metrics.json").read_text())
+    assert [h["epoch"] for h in resumed["history"]] == list(range(1, EPOCHS + 1))
+    assert resumed["resumed_from_epoch"] == state["epoch"] and expected["resumed_from_epoch"] is None
     for key in ("best_epoch", "dev", "test"):
         assert resumed[key] == expected[key], key
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in expected["history"]]
-    assert resumed["resumed_from_epoch"] == state["epoch"] and expected["resumed_from_epoch"] is None
+    assert [h["dev_macro_f1"] for h in resumed["history"]] == [h["dev_macro_f1"] for h in expected["history"]]
     weights = load_file(work / "models" / "tiny" / "model.safetensors")
-    expected_weights = load_file(trained["model_dir"] / "model.safetensors")
+    expected_weights = load_file(uninterrupted / "model.safetensors")
     assert weights.keys() == expected_weights.keys()
     assert all((weights[k] == expected_weights[k]).all() for k in weights)
     assert [p.name for p in (work / "models").iterdir()] == ["tiny"]  # checkpoints are gone
@@ -115,8 +135,8 @@ def test_killed_training_resumes_to_the_same_metrics_weights_and_mlflow_run(
     (run,) = mlflow_runs(uri)
     assert run.info.run_id == state["run_id"] and run.info.status == "FINISHED"
     steps = MlflowClient(tracking_uri=uri).get_metric_history(run.info.run_id, "dev_macro_f1")
-    assert sorted({m.step for m in steps}) == [1, 2]
-    assert "test_macro_f1" in run.data.metrics and run.data.params["train.epochs"] == "2"
+    assert sorted({m.step for m in steps}) == list(range(1, EPOCHS + 1))
+    assert "test_macro_f1" in run.data.metrics and run.data.params["train.epochs"] == str(EPOCHS)
 
 
 def test_resume_without_a_checkpoint_is_refused(tmp_path, monkeypatch, capsys):

@@ -1,61 +1,32 @@
-"""The real server: uvicorn on a free loopback port, every route, good and bad input."""
+"""The real server: uvicorn on a free loopback port, every route, good and bad input, and a
+model that cannot load stopping it at start-up."""
 
-import os
+import shutil
 import subprocess
 import sys
-import threading
-import time
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from inference.app import Settings, create_app
+from benchmarks.harness import ROOT, free_port, run_server
+from inference.app import ModelLoadError, create_app
+from inference.inputs import previous_sentences
 from inference.labels import LABELS
-from inference.predict import Classifier
-from tests.conftest import free_port
-
-
-def start(model_dir, tmp_path_factory):
-    port = free_port()
-    # The log goes to a file: an unread pipe fills up and would block the server.
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inference", "serve", "--model", str(model_dir), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=os.environ | {"HF_HUB_OFFLINE": "1"},
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(log.read())
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("server did not become healthy")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+from inference.predict import Classifier, split_article
+from inference.settings import Settings
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    yield from start(tiny_model_dir, tmp_path_factory)
+def server(tiny_model_dir):
+    with run_server(tiny_model_dir) as running:
+        yield running.base
 
 
 @pytest.fixture(scope="module")
-def context_server(sharp_context_model_dir, tmp_path_factory):
-    yield from start(sharp_context_model_dir, tmp_path_factory)
+def context_server(sharp_context_model_dir):
+    with run_server(sharp_context_model_dir) as running:
+        yield running.base
 
 
 def test_health_and_model_info(server):
@@ -63,7 +34,7 @@ def test_health_and_model_info(server):
     info = httpx.get(f"{server}/v1/model").json()
     assert info["name"] == "unit" and info["labels"] == list(LABELS)
     assert info["base_model"] == "tiny-random" and info["config_digest"].startswith("sha256:")
-    assert "dev" in info["metrics"]
+    assert info["backend"] == "torch" and "dev" in info["metrics"]
 
 
 def test_classify_keeps_order_and_matches_the_library(server, tiny_model_dir):
@@ -91,6 +62,16 @@ def test_classify_passes_contexts_to_a_context_model(context_server, sharp_conte
     # No context and an empty one are the same: a document's first sentence.
     first = with_context["predictions"][2]["scores"]
     assert first == pytest.approx(alone["predictions"][2]["scores"], abs=1e-5)
+
+
+def test_analyze_reads_each_sentence_after_the_one_before(context_server, sharp_context_model_dir):
+    text = "Police said two men were held. The rebels denied it.\n\nIt rained."
+    got = httpx.post(f"{context_server}/v1/analyze", json={"text": text}).json()["sentences"]
+    texts = [s.text for s in split_article(text)]
+    want = Classifier.load(sharp_context_model_dir).predict(texts, previous_sentences(texts))
+    assert [s["sentence"] for s in got] == texts
+    for g, w in zip(got, want, strict=True):
+        assert g["scores"] == pytest.approx(w.scores, abs=1e-5)
 
 
 def test_analyze_returns_offsets(server):
@@ -150,31 +131,59 @@ def test_malformed_json_and_oversized_bodies(server):
     assert httpx.get(f"{server}/v1/nothing").status_code == 404
 
 
-def test_health_is_503_until_the_model_is_loaded(tiny_model_dir):
-    release = threading.Event()
-
-    def slow_loader(path: str) -> Classifier:
-        release.wait(30)
-        return Classifier.load(path)
-
-    app = create_app(Settings(model_dir=str(tiny_model_dir)), loader=slow_loader)
-    with TestClient(app) as client:
-        assert client.get("/health").status_code == 503
-        assert client.post("/v1/classify", json={"sentences": ["a"]}).status_code == 503
-        release.set()
-        deadline = time.monotonic() + 30
-        while client.get("/health").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert client.get("/health").status_code == 200
+def test_health_is_503_until_the_lifespan_has_loaded_the_model(tiny_model_dir):
+    client = TestClient(create_app(Settings(model_dir=str(tiny_model_dir))))
+    # Outside `with`, the lifespan has not run: the app is up, the model is not.
+    assert client.get("/health").status_code == 503
+    assert client.get("/health").json() == {"status": "loading"}
+    refused = client.post("/v1/classify", json={"sentences": ["a"]})
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+    with client:  # start-up returns once the model is loaded
+        assert client.get("/health").json() == {"status": "ok"}
         assert client.post("/v1/classify", json={"sentences": ["a"]}).status_code == 200
 
 
-def test_server_refuses_a_broken_model_dir(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "inference", "serve", "--model", str(tmp_path), "--port", str(free_port())],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_a_loader_that_fails_fails_the_start_up(tiny_model_dir):
+    def broken(path: str) -> Classifier:
+        raise ValueError("weights are corrupt")
+
+    with (
+        pytest.raises(ModelLoadError, match="weights are corrupt"),
+        TestClient(create_app(Settings(model_dir=str(tiny_model_dir)), loader=broken)),
+    ):
+        pass
+
+
+def _serve(model_dir, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "inference",
+        "serve",
+        "--model",
+        str(model_dir),
+        "--port",
+        str(free_port()),
+    ]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+
+
+def test_a_broken_model_dir_stops_the_server(tmp_path):
+    proc = _serve(tmp_path)
     assert proc.returncode != 0
-    assert "incomplete" in proc.stdout + proc.stderr
+    assert "incomplete" in proc.stderr
+
+
+def test_a_missing_onnx_export_stops_the_server(tiny_model_dir, tmp_path):
+    # Before: the server came up and answered 503 "failed to load" forever.
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "unit")
+    proc = _serve(model_dir, "--backend", "onnx")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("claimlens serve: error: ") and "claimlens export" in last
+
+
+def test_bad_thread_settings_stop_the_server(tiny_model_dir):
+    proc = _serve(tiny_model_dir, "--threads", "0")
+    assert proc.returncode == 2
+    assert "claimlens serve: error: threads: Input should be greater than or equal to 1" in proc.stderr

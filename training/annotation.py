@@ -12,6 +12,7 @@ import json
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 from inference.labels import check_label
 from inference.sentences import Sentence
@@ -132,31 +133,55 @@ def _key(row: dict[str, object]) -> tuple[object, object, object]:
     return (row["dataset"], row["doc"], row["idx"])
 
 
-def build_gold(gold_dir: Path) -> dict[str, dict[str, int]]:
-    """Write ``gold_dir/{train,dev,test}.jsonl`` from first-pass parts and adjudicated rulings.
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
-    Where a second pass disagreed, the adjudicated label (``adjudicated.jsonl``) is used.
+
+def _reanchor(rows: list[dict[str, Any]], gold_dir: Path) -> list[dict[str, Any]]:
+    """Move rows onto the current splitter's sentences (``reanchored.jsonl``: old idx -> new
+    idx, span and label); halves of a sentence the splitter now keeps whole become one row."""
+    moves = {(r["dataset"], r["doc"], r["old_idx"]): r for r in _records(gold_dir / "reanchored.jsonl")}
+    out: dict[tuple[object, object, object], dict[str, Any]] = {}
+    for row in rows:
+        move = moves.get(_key(row))
+        if move is not None:
+            row = row | {k: move[k] for k in ("idx", "start", "end", "label")}
+        out.setdefault(_key(row), row)
+    return list(out.values())
+
+
+def build_gold(gold_dir: Path) -> dict[str, dict[str, int]]:
+    """Write ``gold_dir/{train,dev,test}.jsonl`` from first-pass parts and the later records.
+
+    In order: the adjudicated label where a second pass disagreed (``adjudicated.jsonl``), the
+    re-anchoring onto the current sentence splitter (``reanchored.jsonl``), and the candidates
+    ruling of the label guide (``candidates_ruling.jsonl``).
     """
     from inference.labels import label_counts
 
-    rulings = {}
-    adjudicated = gold_dir / "adjudicated.jsonl"
-    if adjudicated.is_file():
-        for line in adjudicated.read_text().splitlines():
-            row = json.loads(line)
-            rulings[_key(row)] = check_label(row["label"], str(adjudicated))
+    rulings = {
+        _key(r): check_label(r["label"], "adjudicated.jsonl")
+        for r in _records(gold_dir / "adjudicated.jsonl")
+    }
+    rows: list[dict[str, Any]] = []
+    for part in sorted((gold_dir / "parts").glob("*.a.jsonl")):
+        for row in _records(part):
+            row["label"] = rulings.get(_key(row), row["label"])
+            row.pop("annotator", None)
+            rows.append(row)
+    ruling = {
+        _key(r): check_label(r["label"], "candidates_ruling.jsonl")
+        for r in _records(gold_dir / "candidates_ruling.jsonl")
+    }
     splits: dict[str, list[str]] = {"train": [], "dev": [], "test": []}
     labels: dict[str, list[str]] = {"train": [], "dev": [], "test": []}
-    for part in sorted((gold_dir / "parts").glob("*.a.jsonl")):
-        for line in part.read_text().splitlines():
-            row = json.loads(line)
-            row["label"] = rulings.get(_key(row), row["label"])
-            split = row.pop("split")
-            row.pop("annotator", None)
-            splits[split].append(json.dumps(row))
-            labels[split].append(row["label"])
-    for split, rows in splits.items():
-        (gold_dir / f"{split}.jsonl").write_text("".join(r + "\n" for r in rows))
+    for row in _reanchor(rows, gold_dir):
+        row["label"] = ruling.get(_key(row), row["label"])
+        split = row.pop("split")
+        splits[split].append(json.dumps(row))
+        labels[split].append(row["label"])
+    for split, lines in splits.items():
+        (gold_dir / f"{split}.jsonl").write_text("".join(r + "\n" for r in lines))
     return {split: label_counts(values) for split, values in labels.items()}
 
 

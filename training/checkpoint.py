@@ -6,6 +6,9 @@ A checkpoint is a folder ``epoch-NNNN`` under ``<output_dir>/.checkpoints/<name>
 states) and ``state.json`` (epoch, scheduler, history, best dev metrics, Python/NumPy RNG, MLflow
 run id, the resolved config and its digest). It is written into a staging folder and renamed into
 place, so a kill at any moment leaves the previous checkpoint whole.
+
+Under torchrun, rank 0 alone writes checkpoints (every rank holds the same weights, optimizer and
+batch-order generator, so one copy describes them all) and every rank restores the same one.
 """
 
 from __future__ import annotations

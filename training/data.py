@@ -11,7 +11,8 @@ from pathlib import Path
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from inference.labels import LABEL2ID, LABELS, label_counts
+from inference.inputs import InputBuilder
+from inference.labels import LABEL2ID, label_counts
 from inference.records import Example, read_labelled
 from inference.standoff import read_standoff
 from training.config import DataConfig, DataSource
@@ -97,20 +98,14 @@ def encode(
     max_length: int,
     context: bool,
 ) -> Dataset:
-    """Tokenize examples (with the previous sentence as the second segment when ``context``)."""
+    """Tokenize examples with the serving path's own input builder (context as the second segment)."""
+    build = InputBuilder(tokenizer, max_length, context)
+    encoded = build([e.text for e in examples], [e.context for e in examples])
     columns = {
-        "text": [e.text for e in examples],
-        "context": [e.context or "" for e in examples],
+        "input_ids": [e.input_ids for e in encoded],
+        "attention_mask": [[1] * len(e.input_ids) for e in encoded],
         "labels": [LABEL2ID[e.label] for e in examples],
     }
-
-    def tokenize(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
-        if context:
-            return tokenizer(
-                batch["text"], batch["context"], truncation="longest_first", max_length=max_length
-            )
-        return tokenizer(batch["text"], truncation=True, max_length=max_length)
-
-    dataset = Dataset.from_dict(columns).map(tokenize, batched=True, remove_columns=["text", "context"])
-    assert set(dataset["labels"]) <= set(range(len(LABELS)))
-    return dataset
+    if "token_type_ids" in tokenizer.model_input_names:  # BERT has segment ids; MPNet has none
+        columns["token_type_ids"] = [e.token_type_ids for e in encoded]
+    return Dataset.from_dict(columns)

@@ -36,6 +36,16 @@ from training.checkpoint import (
 )
 from training.config import Config, flatten
 from training.data import Splits, encode, load_splits
+from training.distributed import (
+    SINGLE,
+    Dist,
+    ShardedBatches,
+    ShardRecord,
+    cpu_model,
+    mean_over_ranks,
+    seed_epoch,
+    wrap,
+)
 from training.modeling import build_model
 from training.multitask import attach_aux_head, aux_loss, detach_aux_head, forward_with_aux
 from training.report import write_reports
@@ -108,19 +118,40 @@ def _optimizer(model: PreTrainedModel, config: Config) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=config.optim.lr)
 
 
-def _run_epoch(live: Live, loader: DataLoader, loss_fn: torch.nn.Module, config: Config, desc: str) -> float:
-    """One pass over the training data; the mean batch loss."""
+class _Forward(torch.nn.Module):
+    """The training forward pass as one module: DDP syncs the gradients of what its forward uses."""
+
+    def __init__(self, model: PreTrainedModel, aux: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.aux = aux
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.aux:
+            return forward_with_aux(self.model, batch)
+        return self.model(**batch).logits, None
+
+
+def _run_epoch(
+    live: Live,
+    net: torch.nn.Module,
+    loader: DataLoader,
+    loss_fn: torch.nn.Module,
+    config: Config,
+    desc: str,
+    dist: Dist,
+) -> float:
+    """One pass over (this rank's shard of) the training data; the mean batch loss."""
     live.model.train()
     total = 0.0
-    aux_weight = config.train.aux_weight
-    bar = tqdm(loader, desc=desc, unit="batch", leave=False)
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not dist.is_main)
     for batch in bar:
+        batch = {k: v.to(dist.device) for k, v in batch.items()}
         labels = batch.pop("labels")
-        if aux_weight:
-            logits, aux_logits = forward_with_aux(live.model, batch)
-            loss = loss_fn(logits, labels) + aux_weight * aux_loss(aux_logits, labels)
-        else:
-            loss = loss_fn(live.model(**batch).logits, labels)
+        logits, aux_logits = net(batch)
+        loss = loss_fn(logits, labels)
+        if aux_logits is not None:
+            loss = loss + config.train.aux_weight * aux_loss(aux_logits, labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(live.model.parameters(), config.optim.grad_clip)
         live.optimizer.step()
@@ -139,43 +170,42 @@ def fit(
     info: ModelInfo,
     tracker: Tracker,
     resume: Checkpoint | None = None,
+    dist: Dist = SINGLE,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train for the configured epochs (after ``resume``'s); leave the best-dev weights in ``model``."""
+    """Train for the configured epochs (after ``resume``'s); leave the best-dev weights in ``model``.
+
+    Under torchrun each rank trains on its own shard of every epoch's batches; rank 0 alone
+    evaluates dev, logs and checkpoints, and the other ranks return an empty history.
+    """
+    model.to(dist.device)  # type: ignore[arg-type]  # transformers @wraps(Module.to) hides its signature
     train_ds = encode(splits.train, tokenizer, config.model.max_length, config.model.context)
     # Batch order comes from this generator alone, so a checkpoint can restore it exactly.
     generator = torch.Generator().manual_seed(config.seed)
     lengths = [len(ids) for ids in train_ds["input_ids"]]
-    loader = DataLoader(
-        train_ds,
-        batch_sampler=LengthGroupedBatches(lengths, config.train.batch_size, generator),
-        collate_fn=DataCollatorWithPadding(tokenizer),
-    )
-    steps = config.train.epochs * len(loader)
-    optimizer = _optimizer(model, config)
-    scheduler = get_scheduler(
-        config.optim.scheduler,
-        optimizer,
-        num_warmup_steps=math.ceil(config.optim.warmup_ratio * steps),
-        num_training_steps=steps,
-    )
-    live = Live(model, optimizer, scheduler, generator)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(splits.train, config.train.class_weighting))
-    classifier = Classifier(model, tokenizer, info, batch_size=config.train.eval_batch_size)
+    sampler = ShardedBatches(LengthGroupedBatches(lengths, config.train.batch_size, generator), dist)
+    loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=DataCollatorWithPadding(tokenizer))
+    live = _live(model, config, config.train.epochs * len(loader), generator)
+    weights = class_weights(splits.train, config.train.class_weighting)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights).to(dist.device)
     progress = restore(resume, live) if resume else Progress()
+    net = wrap(_Forward(model, aux=bool(config.train.aux_weight)), dist)  # after restore: one state
+    record = ShardRecord(dist)
+    record.watch_first_step(live.optimizer, model)
     every = config.train.checkpoint_every
     for epoch in range(progress.epoch + 1, config.train.epochs + 1):
         started = time.perf_counter()
         desc = f"epoch {epoch}/{config.train.epochs}"
+        seed_epoch(config.seed, epoch, dist)
         # _run_epoch leaves dropout on; the Classifier's TorchBackend turns it off before scoring dev.
-        train_loss = _run_epoch(live, loader, loss_fn, config, desc)
-        dev = evaluate(classifier, splits.dev)
-        row = {"epoch": epoch, "train_loss": train_loss, "seconds": time.perf_counter() - started}
-        progress.history.append(row | {"dev": dev})
-        tracker.log_metrics({"train_loss": train_loss, **flat_metrics(dev, "dev")}, step=epoch)
-        tqdm.write(
-            f"epoch {epoch}: train loss {train_loss:.4f}, dev macro-F1 {dev['macro_f1']:.4f}"
-            f" ({row['seconds']:.0f}s)"
+        train_loss = mean_over_ranks(_run_epoch(live, net, loader, loss_fn, config, desc, dist), dist)
+        record.epoch(epoch, sampler.last_epoch, model)
+        if not dist.is_main:
+            continue  # on to the next epoch's first all-reduce, where rank 0 joins after dev
+        classifier = Classifier(
+            cpu_model(model, dist), tokenizer, info, batch_size=config.train.eval_batch_size
         )
+        dev = evaluate(classifier, splits.dev)
+        _note_epoch(progress, epoch, train_loss, time.perf_counter() - started, dev, tracker)
         if dev["macro_f1"] > progress.best["macro_f1"]:
             progress.best = dev | {"epoch": epoch}
             progress.best_state = copy.deepcopy(model.state_dict())
@@ -184,13 +214,42 @@ def fit(
         # on resume, rather than leaving a gap in the MLflow history.
         if every and epoch % every == 0:
             save_checkpoint(checkpoint_root(config), config, tracker.run_id, live, progress)
-    model.load_state_dict(progress.best_state)
-    model.eval()
+    if progress.best_state:  # rank 0's: the others never scored dev
+        model.load_state_dict(progress.best_state)
+    model.cpu().eval()  # the Classifier and save_pretrained after this work on the CPU
     return progress.best, progress.history
 
 
-def train(config: Config, tracker: Tracker, resume: Checkpoint | None = None) -> TrainResult:
-    """Run one training from a validated config (or continue ``resume``); return the model and metrics."""
+def _live(model: PreTrainedModel, config: Config, steps: int, generator: torch.Generator) -> Live:
+    optimizer = _optimizer(model, config)
+    scheduler = get_scheduler(
+        config.optim.scheduler,
+        optimizer,
+        num_warmup_steps=math.ceil(config.optim.warmup_ratio * steps),
+        num_training_steps=steps,
+    )
+    return Live(model, optimizer, scheduler, generator)
+
+
+def _note_epoch(
+    progress: Progress, epoch: int, train_loss: float, seconds: float, dev: dict[str, Any], tracker: Tracker
+) -> None:
+    row = {"epoch": epoch, "train_loss": train_loss, "seconds": seconds}
+    progress.history.append(row | {"dev": dev})
+    tracker.log_metrics({"train_loss": train_loss, **flat_metrics(dev, "dev")}, step=epoch)
+    tqdm.write(
+        f"epoch {epoch}: train loss {train_loss:.4f}, dev macro-F1 {dev['macro_f1']:.4f} ({seconds:.0f}s)"
+    )
+
+
+def train(
+    config: Config, tracker: Tracker, resume: Checkpoint | None = None, dist: Dist = SINGLE
+) -> TrainResult:
+    """Run one training from a validated config (or continue ``resume``); return the model and metrics.
+
+    Under torchrun every rank calls this; only rank 0 (``dist.is_main``) tests, saves and logs the
+    model, and the other ranks' result has empty metrics.
+    """
     seed_everything(config.seed)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
@@ -213,10 +272,12 @@ def train(config: Config, tracker: Tracker, resume: Checkpoint | None = None) ->
         context=config.model.context,
         max_length=config.model.max_length,
     )
-    if resume is None:
+    if resume is None and dist.is_main:
         discard_stale(config)
     started = time.perf_counter()
-    best_dev, history = fit(model, tokenizer, splits, config, info, tracker, resume)
+    best_dev, history = fit(model, tokenizer, splits, config, info, tracker, resume, dist)
+    if not dist.is_main:
+        return TrainResult(model_dir=Path(config.output_dir) / config.name, metrics={}, run_id=None)
     classifier = Classifier(model, tokenizer, info, batch_size=config.train.eval_batch_size)
     test = evaluate(classifier, splits.test) if splits.test else None
     seconds = time.perf_counter() - started + (resume.seconds if resume else 0.0)

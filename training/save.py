@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from inference.model import check_model_dir
+from inference.model import ModelInfo, check_model_dir, describe
 from training.config import Config
 
 
@@ -23,12 +23,23 @@ def save_model_dir(
 ) -> Path:
     """Write weights (safetensors), tokenizer, ``train_config.yaml`` and ``metrics.json``.
 
+    ``config.json`` carries the labels and a ``claimlens`` section (context, max_length),
+    so that the folder loads and serves without the training config.
+
     Everything goes to a temporary sibling first and is renamed into place, so an
     interrupted save never leaves a half-written model where ``predict`` would look.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
+    info = ModelInfo(
+        name=config.name,
+        path=str(target),
+        base_model=config.model.base,
+        context=config.model.context,
+        max_length=config.model.max_length,
+    )
+    describe(model.config, info)  # config.json alone says how the model reads its input
     try:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import inference
+from inference.registry import DEFAULT_TRACKING_URI
 from training.config import TrackingConfig
 
-DEFAULT_URI = "sqlite:///mlflow.db"
+DEFAULT_URI = DEFAULT_TRACKING_URI  # one default for training and for the registry commands
 PYFUNC_FILE = Path(inference.__file__).parent / "mlflow_model.py"
 # The serving side of the logged model: what `mlflow.pyfunc.load_model` needs, and no more.
 PIP_REQUIREMENTS = [
@@ -102,15 +103,31 @@ class MlflowTracker:
         import mlflow
         import pandas as pd
 
-        mlflow.pyfunc.log_model(
+        from inference.mlflow_schema import SIGNATURE
+
+        logged = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_FILE),
             artifacts={"model_dir": str(model_dir)},
             code_paths=[str(PYFUNC_FILE.parent)],
             pip_requirements=PIP_REQUIREMENTS,
-            input_example=pd.DataFrame({"text": input_example}),
+            signature=SIGNATURE,
+            input_example=pd.DataFrame({"text": input_example, "context": [None, *input_example[:-1]]}),
             registered_model_name=self.config.registered_model,
         )
+        if self.config.registered_model and logged.registered_model_version is not None:
+            tag_version(self.config.registered_model, str(logged.registered_model_version), model_dir)
+
+
+def tag_version(name: str, version: str, model_dir: Path) -> None:
+    """Tag a registered version with its config digest and dev/test metrics (``promote`` reads them)."""
+    from mlflow.tracking import MlflowClient
+
+    from inference.registry import version_tags
+
+    client = MlflowClient()  # the tracking URI the active run uses
+    for key, value in version_tags(model_dir).items():
+        client.set_model_version_tag(name, version, key, value)
 
 
 def tracking_uri(config: TrackingConfig) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from inference.records import Example, with_context
-from inference.standoff import document_sentences, document_text
+from inference.standoff import document_sentences, document_text, read_standoff
 
 # The label guide's "Who is an official source", as a pattern over a source's words.
 OFFICIAL_SOURCE = re.compile(
@@ -60,41 +61,85 @@ def _combine(labels: list[str]) -> str:
     return "other"
 
 
-def _brat_spans(ann: Path) -> list[tuple[str, str]]:
-    """(cue text, source text) for each attribution relation of a PolNeAR .ann file."""
-    spans: dict[str, tuple[str, int, int, str]] = {}
+@dataclass(frozen=True)
+class BratSpan:
+    """One text-bound BRAT annotation: its kind and ``[start, end)`` fragments in the article."""
+
+    kind: str
+    fragments: tuple[tuple[int, int], ...]
+    text: str
+
+    @property
+    def start(self) -> int:
+        return self.fragments[0][0]
+
+    @property
+    def end(self) -> int:
+        return self.fragments[-1][1]
+
+
+@dataclass(frozen=True)
+class BratAttribution:
+    """One PolNeAR attribution relation: source and cue (either may be missing) and its content."""
+
+    source: BratSpan | None
+    cue: BratSpan | None
+    content: tuple[BratSpan, ...]
+
+
+def read_brat(ann: Path) -> list[BratAttribution]:
+    """The attribution relations of a PolNeAR ``.ann`` file, with character offsets into its article.
+
+    >>> read_brat(Path("x_4e07.ann"))[0].source.text  # doctest: +SKIP
+    'Police'
+    """
+    spans: dict[str, BratSpan] = {}
     relations: list[dict[str, str]] = []
     for line in ann.read_text(encoding="utf-8").splitlines():
         parts = line.split("\t")
         if line.startswith("T") and len(parts) >= 3:
-            kind, *offsets = parts[1].split(" ")
+            kind, _, offsets = parts[1].partition(" ")
             try:
-                start, end = int(offsets[0]), int(offsets[-1].split(";")[-1])
-            except (IndexError, ValueError):
+                fragments = tuple((int(a), int(b)) for a, b in (f.split() for f in offsets.split(";")))
+            except ValueError:
                 continue
-            spans[parts[0]] = (kind, start, end, parts[2])
+            spans[parts[0]] = BratSpan(kind, fragments, parts[2])
         elif line.startswith("E") and len(parts) >= 2:
             relations.append(dict(p.split(":", 1) for p in parts[1].split() if ":" in p))
-    out = []
-    for rel in relations:
-        cue, source = spans.get(rel.get("Cue", "")), spans.get(rel.get("Source", ""))
-        if cue:
-            out.append((f"{cue[1]}:{cue[2]}:{cue[3]}", source[3] if source else ""))
-    return out
+    return [
+        BratAttribution(
+            spans.get(rel.get("Source", "")),
+            spans.get(rel.get("Cue", "")),
+            tuple(spans[v] for k, v in rel.items() if k.startswith("Content") and v in spans),
+        )
+        for rel in relations
+    ]
+
+
+def polnear_articles(root: Path, split: str) -> dict[str, Path]:
+    """The PolNeAR articles of one split that have a text: name → its first annotator's ``.ann``."""
+    base = root / "polnear" / "data" / split
+    anns: dict[str, Path] = {}
+    for ann in sorted((base / "attributions").glob("*.ann")):
+        anns.setdefault(ann.stem.rsplit("_", 1)[0], ann)  # one annotator per article
+    return {name: ann for name, ann in anns.items() if (base / "text" / f"{name}.txt").is_file()}
+
+
+def _brat_spans(ann: Path) -> list[tuple[str, str]]:
+    """(cue key, source text) for each attribution relation with a cue."""
+    return [
+        (f"{a.cue.start}:{a.cue.end}:{a.cue.text}", a.source.text if a.source else "")
+        for a in read_brat(ann)
+        if a.cue
+    ]
 
 
 def polnear(root: Path) -> list[Example]:
     """PolNeAR: a sentence holding a speech-act attribution cue gets the rule label; else other."""
     examples: list[Example] = []
-    base = root / "polnear" / "data"
     for split in ("train", "dev", "test"):
-        anns: dict[str, Path] = {}
-        for ann in sorted((base / split / "attributions").glob("*.ann")):
-            anns.setdefault(ann.stem.rsplit("_", 1)[0], ann)  # one annotator per article
-        for name, ann in anns.items():
+        for name, ann in polnear_articles(root, split).items():
             doc = f"{split}/{name}"
-            if not (base / split / "text" / f"{name}.txt").is_file():
-                continue
             attributions = []
             for cue_key, source in _brat_spans(ann):
                 start, end, cue = cue_key.split(":", 2)
@@ -178,8 +223,6 @@ def read_weak(adapter: str, root: Path) -> list[Example]:
 
 def precision_against_gold(adapter: str, root: Path, gold_paths: list[Path]) -> dict[str, dict[str, float]]:
     """Per weak label: how many weak sentences also have gold, and how many of those agree."""
-    from inference.standoff import read_standoff
-
     gold = {(e.doc, e.text): e.label for p in gold_paths for e in read_standoff(p, root)}
     result: dict[str, dict[str, float]] = {}
     for e in read_weak(adapter, root):

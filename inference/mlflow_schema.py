@@ -1,0 +1,22 @@
+"""The MLflow signature of the logged model: what columns go in and come out."""
+
+from __future__ import annotations
+
+from mlflow.models import ModelSignature
+from mlflow.types.schema import ColSpec, Schema
+
+from inference.labels import LABELS
+
+# Explicit, not inferred from an example: an inferred text-only schema makes MLflow drop
+# the context column before predict sees it, so a context model would read no context.
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("string", "text"), ColSpec("string", "context", required=False)]),
+    outputs=Schema(
+        [
+            ColSpec("string", "label"),
+            ColSpec("double", "score"),
+            *(ColSpec("double", f"score_{label}") for label in LABELS),
+            ColSpec("boolean", "truncated"),
+        ]
+    ),
+)
