@@ -7,7 +7,7 @@ FILE   ?= examples/article.txt
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-slow test-spark test-distributed test-registry lint train-quickstart corpus gold serve export bench mlflow-ui clean
+.PHONY: install demo test test-slow test-spark test-distributed test-registry test-browser lint train-quickstart corpus gold serve export bench mlflow-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,15 @@ test-distributed: install
 test-registry: install
 	$(BIN)/python -m pytest -m registry
 
+$(VENV)/.installed-browser: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev,browser]"
+	touch $@
+
+# The article page at / in Debian's chromium, driven by Playwright (never `playwright install`).
+test-browser: $(VENV)/.installed-browser
+	@test -x /usr/bin/chromium || { echo 'test-browser needs /usr/bin/chromium: apt-get install chromium' >&2; exit 1; }
+	$(BIN)/python -m pytest -m browser tests/test_browser.py
+
 lint: install
 	$(BIN)/ruff check inference training tests benchmarks
 	$(BIN)/mypy inference training
@@ -66,7 +75,7 @@ export: install $(MODEL)/model.safetensors
 
 # Speed against a `pipeline` baseline, offline and through the server (tables + benchmarks/results/*.json).
 bench: install $(MODEL)/model.safetensors
-	$(BIN)/python -m benchmarks.inference --model $(MODEL)
+	$(BIN)/python -m benchmarks.offline --model $(MODEL)
 	$(BIN)/python -m benchmarks.serve --model $(MODEL) --backend onnx --quantize int8
 
 mlflow-ui: install

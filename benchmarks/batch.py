@@ -1,6 +1,6 @@
 """Rows per second of `claimlens batch` (Spark, local mode) against `claimlens predict --input`.
 
-    python -m benchmarks.batch --model models/default [--input data/corpus/test.jsonl] [--limit 400]
+    python -m benchmarks.batch --model models/default [--input data/corpus/test.jsonl] [--limit N] [--repeat N]
 
 Both commands run as a user runs them, in a fresh process on the same JSONL file, with the same
 backend (ONNX int8 where the model folder has it, else torch); each is timed from start to
@@ -44,14 +44,19 @@ def timed(command: list[str]) -> tuple[float, str]:
     return seconds, proc.stderr
 
 
-def subset(src: Path, limit: int | None, work: Path) -> tuple[Path, int]:
-    """The input (its first ``limit`` rows, when given) and its row count."""
-    lines = [line for line in src.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if limit is None:
+def subset(src: Path, limit: int | None, repeat: int, work: Path) -> tuple[Path, int]:
+    """The input: its first ``limit`` rows, ``repeat`` times over (as new documents), and its size."""
+    lines = [line for line in src.read_text(encoding="utf-8").splitlines() if line.strip()][:limit]
+    if repeat == 1 and limit is None:
         return src, len(lines)
+    rows = [json.loads(line) for line in lines]
     target = work / "input.jsonl"
-    target.write_text("\n".join(lines[:limit]) + "\n", encoding="utf-8")
-    return target, len(lines[:limit])
+    with target.open("w", encoding="utf-8") as f:
+        for copy in range(repeat):
+            for i, row in enumerate(rows):
+                doc = {"doc": f"{row['doc']}#{copy}"} if row.get("doc") is not None else {}
+                f.write(json.dumps(row | doc | {"id": f"{copy}-{row.get('id', i)}"}) + "\n")
+    return target, len(rows) * repeat
 
 
 def main() -> None:
@@ -59,6 +64,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="a model folder")
     parser.add_argument("--input", type=Path, default=Path("data/corpus/test.jsonl"))
     parser.add_argument("--limit", type=int, help="only the first N rows")
+    parser.add_argument("--repeat", type=int, default=1, help="the rows N times over, as new documents")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--out", type=Path, default=RESULTS / "batch.json")
     args = parser.parse_args()
@@ -67,7 +73,7 @@ def main() -> None:
     cli = [sys.executable, "-m", "inference"]
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         work = Path(tmp)
-        src, rows = subset(args.input, args.limit, work)
+        src, rows = subset(args.input, args.limit, args.repeat, work)
         load = os.getloadavg()[0]
         predict_s, _ = timed([*cli, "predict", "--model", args.model, "--input", str(src),
                               "--output", str(work / "out.jsonl"), *backend])  # fmt: skip
@@ -83,6 +89,7 @@ def main() -> None:
         "model": args.model,
         "backend": "onnx_int8" if onnx else "torch",
         "input": str(args.input),
+        "repeat": args.repeat,
         "rows": rows,
         "master": args.master,
         "predict_s": round(predict_s, 2),

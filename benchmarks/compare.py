@@ -1,6 +1,6 @@
 """Compare trained models on the real-news gold test split and the seed article.
 
-    python benchmarks/compare.py [--models models/exp-*] [--data data/gold/test.jsonl]
+    python -m benchmarks.compare [--models models/exp-*] [--data data/gold/test.jsonl]
 
 Prints a Markdown table (macro-F1 and per-class F1) and writes
 ``benchmarks/results/experiments.json``.
@@ -8,17 +8,10 @@ Prints a Markdown table (macro-F1 and per-class F1) and writes
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a file, Python puts benchmarks/ first on the path, where inference.py would shadow the
-# `inference` package: the repository root goes first instead.
-if not __package__:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
 import argparse
 import glob
 import json
+from pathlib import Path
 
 import yaml
 

@@ -1,6 +1,6 @@
 """Which gold sentences a change of model fixed and which it broke.
 
-    python benchmarks/fixed_broken.py --before models/exp-default-4ep --after models/default \
+    python -m benchmarks.fixed_broken --before models/exp-default-4ep --after models/default \
         [--data data/gold/dev.jsonl] [--show 30]
 
 Prints the counts (fixed: wrong before, right after; broken: the reverse) and a sample of the
@@ -8,14 +8,6 @@ fixed sentences with their previous sentence, for reading by eye; writes nothing
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as a file, Python puts benchmarks/ first on the path, where inference.py would shadow the
-# `inference` package: the repository root goes first instead.
-if not __package__:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
 import random

@@ -1,6 +1,6 @@
 """How a model labels the seed article against the table in LABELS.md.
 
-    python benchmarks/seed_article.py --model models/quickstart
+    python -m benchmarks.seed_article --model models/quickstart
 
 Prints one row per table sentence (expected, predicted, match) and writes
 ``benchmarks/results/seed_article_<model name>.json``.
@@ -8,17 +8,10 @@ Prints one row per table sentence (expected, predicted, match) and writes
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a file, Python puts benchmarks/ first on the path, where inference.py would shadow the
-# `inference` package: the repository root goes first instead.
-if not __package__:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
 import argparse
 import json
 import re
+from pathlib import Path
 
 from inference import Classifier
 

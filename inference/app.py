@@ -9,7 +9,7 @@ start-up (uvicorn exits non-zero) instead of serving 503s forever.
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Annotated, Any, Self
 
@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -32,6 +32,7 @@ from inference.middleware import (
     error_response,
 )
 from inference.model import ModelInfo
+from inference.page import PAGE_PATHS, page_router
 from inference.predict import Classifier, Prediction, split_article
 from inference.settings import Settings, load_settings
 
@@ -48,11 +49,33 @@ class ModelLoadError(RuntimeError):
 # ---------------------------------------------------------------- schemas
 
 
+class SpanOut(BaseModel):
+    segment: str = Field(description='"sentence" or "context": whose text start and end index')
+    start: int
+    end: int
+    text: str
+    score: float = Field(description="how much the word raised (+) or lowered (-) the label's probability")
+
+
+class ExplanationOut(BaseModel):
+    label: str
+    score: float
+    baseline_score: float = Field(description="the label's probability with every word blanked")
+    context_share: float = Field(description="the context's part of all attribution, 0 to 1")
+    delta: float = Field(description="the word scores' sum minus (score - baseline_score): 0 if exact")
+    spans: list[SpanOut] = Field(description="every word the model read, in reading order")
+    method: str
+    steps: int
+
+
 class PredictionOut(BaseModel):
     label: str
     score: float
     scores: dict[str, float]
     truncated: bool = Field(description="the sentence was longer than the model reads; its end was cut")
+    explanation: ExplanationOut | None = Field(
+        None, description='why this label (integrated gradients); only with "explain": true'
+    )
 
 
 class SentenceOut(PredictionOut):
@@ -249,6 +272,22 @@ def _out(p: Prediction) -> dict[str, Any]:
     return {"label": p.label, "score": p.score, "scores": p.scores, "truncated": p.truncated}
 
 
+async def _explanations(
+    model: ServedModel,
+    asked: bool,
+    texts: list[str],
+    contexts: Sequence[str | None] | None,
+    predictions: list[Prediction],
+) -> list[dict[str, Any]]:
+    """``{"explanation": ...}`` for each prediction when asked, else ``{}`` (the field is left out)."""
+    if not asked:
+        return [{} for _ in predictions]
+    labels = [p.label for p in predictions]
+    # Gradients, outside the micro-batcher: an explanation costs about 20 forward passes.
+    found = await run_in_threadpool(model.classifier.explain, texts, contexts, labels)
+    return [{"explanation": asdict(e)} for e in found]
+
+
 def prediction_router(settings: Settings) -> APIRouter:
     """``/v1/classify`` and ``/v1/analyze``, their bodies limited as ``settings`` say."""
     Sentence = Annotated[StrictStr, Field(min_length=1, max_length=settings.max_sentence_chars)]
@@ -262,22 +301,29 @@ def prediction_router(settings: Settings) -> APIRouter:
             description='the sentence before each sentence (null or "": none), one per sentence; '
             "read only by a model trained with context",
         )
+        explain: StrictBool = Field(False, description="add each prediction's explanation (slower)")
 
     class AnalyzeIn(_Strict):
         text: StrictStr = Field(min_length=1, max_length=settings.max_text_chars)
+        explain: StrictBool = Field(False, description="add each sentence's explanation (slower)")
 
     router = APIRouter()
     failures = errors(400, 401, 413, 422, 500, 503)
 
-    @router.post("/v1/classify", response_model=ClassifyOut, responses=failures)
+    # exclude_none: an unasked-for explanation is left out, not sent as null.
+    @router.post(
+        "/v1/classify", response_model=ClassifyOut, responses=failures, response_model_exclude_none=True
+    )
     async def classify(body: ClassifyIn, model: ReadyModel) -> ClassifyOut:
         """Label each sentence, in input order; ``contexts`` feed a context model."""
         predictions = await model.predict(body.sentences, body.contexts)
-        return ClassifyOut.model_validate(
-            {"model": model.info.name, "predictions": [_out(p) for p in predictions]}
-        )
+        extra = await _explanations(model, body.explain, body.sentences, body.contexts, predictions)
+        rows = [_out(p) | e for p, e in zip(predictions, extra, strict=True)]
+        return ClassifyOut.model_validate({"model": model.info.name, "predictions": rows})
 
-    @router.post("/v1/analyze", response_model=AnalyzeOut, responses=failures)
+    @router.post(
+        "/v1/analyze", response_model=AnalyzeOut, responses=failures, response_model_exclude_none=True
+    )
     async def analyze(body: AnalyzeIn, model: ReadyModel) -> AnalyzeOut:
         """Split an article into sentences and label each, the previous one as its context."""
         sentences = await run_in_threadpool(split_article, body.text)  # up to 100k chars: off the loop
@@ -286,10 +332,12 @@ def prediction_router(settings: Settings) -> APIRouter:
                 422, f"invalid request: text has {len(sentences)} sentences; at most {settings.max_sentences}"
             )
         texts = [s.text for s in sentences]
-        predictions = await model.predict(texts, previous_sentences(texts))
+        contexts = previous_sentences(texts)
+        predictions = await model.predict(texts, contexts)
+        extra = await _explanations(model, body.explain, texts, contexts, predictions)
         rows = [
-            {"sentence": s.text, "start": s.start, "end": s.end, **_out(p)}
-            for s, p in zip(sentences, predictions, strict=True)
+            {"sentence": s.text, "start": s.start, "end": s.end, **_out(p), **e}
+            for s, p, e in zip(sentences, predictions, extra, strict=True)
         ]
         return AnalyzeOut.model_validate({"model": model.info.name, "sentences": rows})
 
@@ -350,7 +398,8 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         )
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     if settings.api_keys:
-        app.add_middleware(ApiKeyAuth, api_keys=settings.api_keys)
+        # The page and its files hold no data and a browser cannot send a key when it navigates.
+        app.add_middleware(ApiKeyAuth, api_keys=settings.api_keys, open_paths=("/health", *PAGE_PATHS))
     app.add_middleware(RequestIdMiddleware)
 
 
@@ -372,6 +421,7 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
     app.state.model = None
     app.include_router(status_router)
     app.include_router(prediction_router(settings))
+    app.include_router(page_router())
     for exc_class, handler in ERROR_HANDLERS:
         app.exception_handler(exc_class)(handler)
     _add_middleware(app, settings)

@@ -59,9 +59,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     contexts = previous_sentences(
         [r["text"] for r in rows], [r.get("doc") for r in rows], [r.get("idx") for r in rows]
     )
-    predictions = _load(args).predict([r["text"] for r in rows], contexts)
+    # A bar (rate, ETA) for a file on a terminal, or whenever --progress asks for one.
+    progress = True if args.progress else (None if args.input else False)
+    predictions = _load(args).predict([r["text"] for r in rows], contexts, args.explain, progress)
     out_rows = [
         {"id": r["id"], "label": p.label, "score": p.score, "scores": p.scores, "truncated": p.truncated}
+        | _explanation(p)
         for r, p in zip(rows, predictions, strict=True)
     ]
     if args.output:
@@ -79,6 +82,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explanation(p: Any) -> dict[str, Any]:
+    """``{"explanation": ...}`` for a prediction that has one (``--explain``), else nothing."""
+    from dataclasses import asdict
+
+    return {"explanation": asdict(p.explanation)} if p.explanation is not None else {}
+
+
+def _why(explanation: Any) -> str:
+    """The words that raised the label's score most: ``denied +0.41, said +0.05 (context)``."""
+    words = [
+        f"{s.text} {s.score:+.2f}" + (" (context)" if s.segment == "context" else "")
+        for s in explanation.top(5)
+        if s.score >= 0.005  # what would print as +0.00 says nothing
+    ]
+    return ", ".join(words) or "no single word raised it"
+
+
 def _table(results: list[Any], out: TextIO, colour: bool) -> None:
     width = max(len(label) for label in COLOURS)
     for r in results:
@@ -86,11 +106,13 @@ def _table(results: list[Any], out: TextIO, colour: bool) -> None:
         if colour:
             label = f"\033[{COLOURS[r.label]}m{label}\033[0m"
         out.write(f"{label}  {r.score:5.2f}  {r.sentence}\n")
+        if r.explanation is not None:
+            out.write(f"{'':<{width}}  why:  {_why(r.explanation)}\n")
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    results = _load(args).analyze(text)
+    results = _load(args).analyze(text, explain=args.explain)
     if args.format == "table":
         colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
         _table(results, sys.stdout, colour)
@@ -107,28 +129,49 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                         "scores": r.scores,
                         "truncated": r.truncated,
                     }
+                    | _explanation(r)
                 )
             )
     else:
         writer = csv.writer(sys.stdout)
-        writer.writerow(["start", "end", "label", "score", "sentence"])
+        writer.writerow(["start", "end", "label", "score", "sentence"] + (["why"] if args.explain else []))
         for r in results:
-            writer.writerow([r.start, r.end, r.label, f"{r.score:.4f}", r.sentence])
+            why = [_why(r.explanation)] if r.explanation is not None else []
+            writer.writerow([r.start, r.end, r.label, f"{r.score:.4f}", r.sentence, *why])
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from inference.evaluate import compute_metrics, format_report
+    from inference.evaluate import evaluate_examples, format_report
     from inference.readers import load_examples
+    from inference.reports import check_report_path
 
+    if args.report:
+        check_report_path(args.report)  # before minutes of predicting, not after
+    elif args.mlflow_run or args.log_to_mlflow:
+        raise ValueError(
+            "--mlflow-run and --log-to-mlflow log the report: give --report FILE.md or FILE.html"
+        )
     examples = [e for path in args.data for e in load_examples(path, args.data_root)]
     clf = _load(args)
-    predictions = clf.predict([e.text for e in examples], [e.context for e in examples])
-    metrics = compute_metrics([e.label for e in examples], [p.label for p in predictions])
+    metrics = evaluate_examples(clf, examples, progress=True if args.progress else None)
     print(format_report(metrics))
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+    if args.report:
+        _report(args, clf, metrics)
     return 0
+
+
+def _report(args: argparse.Namespace, clf: Any, metrics: dict[str, Any]) -> None:
+    from inference.reports import ReportContext, log_report, write_report
+
+    context = ReportContext(clf.info.name, str(args.model), clf.backend.name, tuple(map(str, args.data)))
+    files = write_report(args.report, metrics, context)
+    print(f"wrote {', '.join(map(str, files))}", file=sys.stderr)
+    if args.mlflow_run or args.log_to_mlflow:
+        run_id = log_report(files, metrics, context, args.mlflow_run, args.tracking_uri)
+        print(f"logged the report to MLflow run {run_id}", file=sys.stderr)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -235,12 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.add_argument("--input", help="JSONL with id, text and optional doc (rows of a doc in reading order)")
     p.add_argument("--output", help="write JSONL here instead of stdout")
+    p.add_argument(
+        "--explain", action="store_true", help="add each row's explanation: the words behind its label"
+    )
+    p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("analyze", parents=[runtime], help="split an article into sentences and label each")
     p.add_argument("--model", required=True)
     p.add_argument("--format", choices=["table", "jsonl", "csv"], default="table")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    p.add_argument("--explain", action="store_true", help="show the words behind each label")
     p.add_argument("file", help="a text file, or - for standard input")
     p.set_defaults(func=cmd_analyze)
 
@@ -253,6 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-root", default="../shared/datasets", help="where stand-off gold finds its texts")
     p.add_argument("--json", help="also write the metrics as JSON here")
+    p.add_argument("--report", help="write a report.md (PNGs beside it) or a self-contained report.html")
+    to_mlflow = p.add_mutually_exclusive_group()
+    to_mlflow.add_argument("--mlflow-run", metavar="RUN_ID", help="log the report to this MLflow run")
+    to_mlflow.add_argument(
+        "--log-to-mlflow",
+        action="store_true",
+        help="log the report to a new run in experiment claimlens-eval",
+    )
+    p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", help="export a model directory to ONNX, optionally quantised to int8")

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from inference.calibration import BINS, expected_calibration_error, gold_indices, reliability
 from inference.labels import LABELS
+
+if TYPE_CHECKING:
+    from inference.predict import Classifier
+    from inference.records import Example
 
 
 def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
@@ -42,6 +48,32 @@ def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, A
     }
 
 
+def evaluate_examples(
+    classifier: Classifier, examples: Sequence[Example], progress: bool | None = False
+) -> dict[str, Any]:
+    """:func:`compute_metrics` of a classifier on labelled examples, plus the calibration of its scores.
+
+    ``calibration`` holds the model's temperature, the ECE of the scores as served (15 bins) and
+    the reliability bins; ``progress`` as in :meth:`Classifier.predict`.
+
+    >>> evaluate_examples(Classifier.load("models/quickstart"), examples)["calibration"]["ece"]  # doctest: +SKIP
+    0.031
+    """
+    gold = [e.label for e in examples]
+    predictions = classifier.predict(
+        [e.text for e in examples], [e.context for e in examples], progress=progress
+    )
+    metrics = compute_metrics(gold, [p.label for p in predictions])
+    probs = np.array([[p.scores[label] for label in LABELS] for p in predictions])
+    metrics["calibration"] = {
+        "temperature": classifier.temperature,
+        "bins": BINS,
+        "ece": round(expected_calibration_error(probs, gold_indices(gold)), 6),
+        "reliability": [vars(b) for b in reliability(probs, gold_indices(gold))],
+    }
+    return metrics
+
+
 def flat_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
     """Scalar metrics named ``prefix_accuracy``, ``prefix_f1_denial``, … for trackers."""
     flat = {f"{prefix}_accuracy": metrics["accuracy"], f"{prefix}_macro_f1": metrics["macro_f1"]}
@@ -55,6 +87,11 @@ def format_report(metrics: dict[str, Any]) -> str:
     width = max(len(label) for label in LABELS) + 2
     lines = [
         f"n={metrics['n']}  accuracy={metrics['accuracy']:.4f}  macro-F1={metrics['macro_f1']:.4f}",
+    ]
+    if "calibration" in metrics:
+        c = metrics["calibration"]
+        lines.append(f"ECE ({c['bins']} bins) {c['ece']:.4f} with temperature {c['temperature']:.4g}")
+    lines += [
         "",
         f"{'label':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
     ]

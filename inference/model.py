@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,24 @@ class ModelInfo:
     labels: tuple[str, ...] = LABELS
     metrics: dict[str, Any] = field(default_factory=dict)
     config_digest: str = ""
+    # Calibrated scores are softmax(logits / temperature); 1.0 for a folder never calibrated.
+    temperature: float = 1.0
+
+
+def check_temperature(value: object, where: str = "temperature") -> float:
+    """A usable softmax temperature (a finite number > 0), or ``ValueError`` naming ``where``.
+
+    >>> check_temperature(1.7)
+    1.7
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{where} must be a finite number above 0, got {value!r}")
+    return float(value)
 
 
 def check_model_dir(path: Path) -> None:
@@ -80,21 +99,37 @@ def read_info(path: Path) -> ModelInfo:
         labels=labels,
         metrics=json.loads(metrics_file.read_text()) if metrics_file.is_file() else {},
         config_digest="sha256:" + hashlib.sha256(raw or where.read_bytes()).hexdigest(),
+        temperature=check_temperature(own.get("temperature", 1.0), f"{where}: {CONFIG_KEY}.temperature"),
     )
 
 
 def describe(config: Any, info: ModelInfo) -> None:
-    """Write ``info``'s reading settings into a transformers config, so the folder describes itself."""
-    setattr(
-        config,
-        CONFIG_KEY,
-        {
-            "name": info.name,
-            "base_model": info.base_model,
-            "context": info.context,
-            "max_length": info.max_length,
-        },
-    )
+    """Write ``info``'s reading settings into a transformers config, so the folder describes itself.
+
+    A temperature is written when ``info`` has one other than 1.0, or when one was already set
+    on ``config`` (:func:`set_temperature`, by calibration before the model is saved).
+    """
+    section = {
+        "name": info.name,
+        "base_model": info.base_model,
+        "context": info.context,
+        "max_length": info.max_length,
+    }
+    earlier = (getattr(config, CONFIG_KEY, None) or {}).get("temperature")
+    temperature = info.temperature if info.temperature != 1.0 else earlier
+    if temperature is not None:
+        section["temperature"] = check_temperature(temperature)
+    setattr(config, CONFIG_KEY, section)
+
+
+def set_temperature(config: Any, temperature: float) -> None:
+    """Record a fitted temperature on a transformers config; ``describe`` and ``save_pretrained`` keep it.
+
+    >>> set_temperature(model.config, 1.8)  # doctest: +SKIP
+    """
+    section = dict(getattr(config, CONFIG_KEY, None) or {})
+    section["temperature"] = check_temperature(temperature)
+    setattr(config, CONFIG_KEY, section)
 
 
 def load_tokenizer_and_info(path: str | Path) -> tuple[PreTrainedTokenizerBase, ModelInfo]:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from inference.backends import Backend, OnnxBackend, TorchBackend, check_choice, onnx_path
+from inference.calibration import softmax
+from inference.explain import Explainer, Explanation
 from inference.inputs import Encoded, InputBuilder, previous_sentences
 from inference.labels import LABELS
 from inference.model import ModelInfo, load_model_dir, load_tokenizer_and_info
@@ -24,13 +28,16 @@ class Prediction:
     """One sentence's label, its probability, and the probability of every label.
 
     ``truncated`` is true when the sentence had more tokens than the model reads
-    (``max_length``), so that only its beginning was classified.
+    (``max_length``), so that only its beginning was classified. Scores are calibrated:
+    ``softmax(logits / T)`` with the model folder's temperature ``T`` (1 if it has none).
+    ``explanation`` is there only when asked for (``explain=True``).
     """
 
     label: str
     score: float
     scores: dict[str, float]
     truncated: bool = False
+    explanation: Explanation | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class SentencePrediction:
     score: float
     scores: dict[str, float]
     truncated: bool = False
+    explanation: Explanation | None = None
 
 
 def _check_texts(texts: object, name: str = "texts") -> list[str]:
@@ -80,8 +88,11 @@ class Classifier:
         self.info = info
         self.batch_size = batch_size
         self.inputs = InputBuilder(tokenizer, info.max_length, info.context)
+        self.temperature = info.temperature
         # Fast tokenizers are not re-entrant; one lock keeps concurrent callers correct.
         self._lock = threading.Lock()
+        self._explainer: Explainer | None = None  # built on the first explain()
+        self._explainer_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -105,25 +116,102 @@ class Classifier:
         onnx = OnnxBackend(onnx_path(Path(path), quantize), threads)
         return cls(onnx, tokenizer, info, batch_size=batch_size)
 
-    def predict(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None) -> list[Prediction]:
+    def predict(
+        self,
+        texts: Sequence[str],
+        contexts: Sequence[str | None] | None = None,
+        explain: bool = False,
+        progress: bool | None = False,
+    ) -> list[Prediction]:
         """Label each text; ``contexts[i]`` is the sentence before ``texts[i]``, if any.
 
         Results keep the input order; batches are formed from inputs of similar length.
-        A model trained without context ignores ``contexts``.
+        A model trained without context ignores ``contexts``. ``explain=True`` adds each
+        prediction's :class:`~inference.explain.Explanation` (see :meth:`explain`; slower).
+        ``progress`` shows a bar with rate and ETA on stderr (None: only on a terminal).
 
         >>> clf.predict(["He denied it."], ["Rebels said they took the town."])[0].label  # doctest: +SKIP
         'denial'
         """
         texts = _check_texts(texts)
         contexts = _check_contexts(contexts, len(texts))
-        results: list[Prediction | None] = [None] * len(texts)
+        logits, truncated = self._logits(texts, contexts, progress)
+        probs = softmax(logits, self.temperature)
+        results = [self._prediction(row, cut) for row, cut in zip(probs.tolist(), truncated, strict=True)]
+        if not explain:
+            return results
+        explanations = self.explain(texts, contexts, [p.label for p in results])
+        return [replace(p, explanation=e) for p, e in zip(results, explanations, strict=True)]
+
+    def logits(
+        self,
+        texts: Sequence[str],
+        contexts: Sequence[str | None] | None = None,
+        progress: bool | None = False,
+    ) -> np.ndarray:
+        """The raw, uncalibrated logits: one row per text in input order, columns in ``LABELS`` order.
+
+        >>> clf.logits(["Police denied the report."]).shape  # doctest: +SKIP
+        (1, 4)
+        """
+        texts = _check_texts(texts)
+        logits, _ = self._logits(texts, _check_contexts(contexts, len(texts)), progress)
+        return logits[:, [self.info.labels.index(label) for label in LABELS]]
+
+    def explain(
+        self,
+        texts: Sequence[str],
+        contexts: Sequence[str | None] | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> list[Explanation]:
+        """Why each text got its label: its words (and its context's) scored by integrated gradients.
+
+        ``labels[i]`` is the label to explain (default: the predicted one). Explaining needs the
+        PyTorch weights: an ONNX classifier loads the folder's ``model.safetensors`` the first time.
+
+        >>> clf.explain(["Police denied the report."])[0].top(1)[0].text  # doctest: +SKIP
+        'denied'
+        """
+        texts = _check_texts(texts)
+        contexts = _check_contexts(contexts, len(texts))
+        if labels is None:
+            labels = [p.label for p in self.predict(texts, contexts)]
+        elif isinstance(labels, str) or len(labels) != len(texts):
+            raise ValueError(f"labels must be a list of one label per text ({len(texts)})")
+        return self._explainer_for().explain(texts, contexts, labels)
+
+    def _explainer_for(self) -> Explainer:
+        with self._explainer_lock:
+            if self._explainer is None:
+                model = (
+                    self.backend.model if isinstance(self.backend, TorchBackend) else self._torch_weights()
+                )
+                self._explainer = Explainer(model, self.tokenizer, self.info, self.temperature)
+            return self._explainer
+
+    def _torch_weights(self) -> PreTrainedModel:
+        """The PyTorch weights beside an exported model, for explanations."""
+        if not self.info.path or not (Path(self.info.path) / "model.safetensors").is_file():
+            raise ValueError(
+                f"explanations need the PyTorch weights (model.safetensors) of the model in {self.info.path or '?'}"
+            )
+        model, _, _ = load_model_dir(self.info.path)
+        return model
+
+    def _logits(
+        self, texts: list[str], contexts: list[str | None], progress: bool | None
+    ) -> tuple[np.ndarray, list[bool]]:
+        """Logits in input order (columns: the folder's label order) and each input's truncated flag."""
         with self._lock:
             encoded = self.inputs(texts, contexts)
-            for batch in self._batches([len(e.input_ids) for e in encoded]):
-                probs = self._forward([encoded[i] for i in batch])
-                for i, row in zip(batch, probs.tolist(), strict=True):
-                    results[i] = self._prediction(row, encoded[i].truncated)
-        return [r for r in results if r is not None]
+            logits = np.zeros((len(texts), len(self.info.labels)), dtype=np.float32)
+            # disable=None: tqdm's own "only when stderr is a terminal".
+            disable = None if progress is None else not progress
+            with tqdm(total=len(texts), unit="sentence", file=sys.stderr, disable=disable) as bar:
+                for batch in self._batches([len(e.input_ids) for e in encoded]):
+                    logits[batch] = self._forward([encoded[i] for i in batch])
+                    bar.update(len(batch))
+        return logits, [e.truncated for e in encoded]
 
     def _prediction(self, row: list[float], truncated: bool) -> Prediction:
         # The folder's own label order says which output is which; scores follow LABELS.
@@ -150,15 +238,15 @@ class Classifier:
 
     def _forward(self, encoded: list[Encoded]) -> np.ndarray:
         arrays = self.inputs.batch(encoded)
-        return _softmax(self.backend({n: arrays[n] for n in self.backend.input_names}))
+        return self.backend({n: arrays[n] for n in self.backend.input_names})
 
-    def analyze(self, text: str) -> list[SentencePrediction]:
+    def analyze(self, text: str, explain: bool = False) -> list[SentencePrediction]:
         """Split an article into sentences and label each, the previous one as context."""
         sentences = split_article(text)
         contexts = previous_sentences([s.text for s in sentences])
-        predictions = self.predict([s.text for s in sentences], contexts)
+        predictions = self.predict([s.text for s in sentences], contexts, explain=explain)
         return [
-            SentencePrediction(s.text, s.start, s.end, p.label, p.score, p.scores, p.truncated)
+            SentencePrediction(s.text, s.start, s.end, p.label, p.score, p.scores, p.truncated, p.explanation)
             for s, p in zip(sentences, predictions, strict=True)
         ]
 
@@ -188,11 +276,6 @@ def split_article(text: str) -> list[Sentence]:
     return sentences
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 @lru_cache(maxsize=4)
 def _cached(path: str) -> Classifier:
     return Classifier.load(path)
@@ -208,6 +291,7 @@ def predict(
     texts: Sequence[str],
     model: str | Path | Classifier,
     contexts: Sequence[str | None] | None = None,
+    explain: bool = False,
 ) -> list[Prediction]:
     """Label sentences with a model directory (loaded once, then cached) or a ``Classifier``.
 
@@ -217,9 +301,9 @@ def predict(
     >>> predict(["Police said three men were arrested."], model="models/quickstart")[0].label  # doctest: +SKIP
     'official_statement'
     """
-    return _classifier(model).predict(texts, contexts)
+    return _classifier(model).predict(texts, contexts, explain=explain)
 
 
-def analyze(text: str, model: str | Path | Classifier) -> list[SentencePrediction]:
+def analyze(text: str, model: str | Path | Classifier, explain: bool = False) -> list[SentencePrediction]:
     """Split an article into sentences and label each (see :meth:`Classifier.analyze`)."""
-    return _classifier(model).analyze(text)
+    return _classifier(model).analyze(text, explain=explain)

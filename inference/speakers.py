@@ -67,7 +67,8 @@ class Span:
 class Attribution:
     """Who made a sentence's assertion, and the words that report it, in article offsets.
 
-    ``speaker_in_previous``: the speaker stands in the previous sentence. ``antecedent``: for
+    ``speaker_in_previous``: the speaker stands in the previous sentence, or was carried over
+    from it into a sentence that goes on with its quotation. ``antecedent``: for
     a speaker that only points back ("they", "the official"), the earlier speaker it stands
     for; ``speaker_type`` is decided on the antecedent when there is one.
     """
@@ -154,6 +155,20 @@ def _antecedent(speaker: Span | None, in_previous: bool, before: Attribution | N
     return before.antecedent or before.speaker
 
 
+def _opens_quote(text: str) -> bool:
+    return text.count('"') % 2 == 1 or text.count("“") > text.count("”")
+
+
+def _continued(
+    where: tuple[Sentence, Sentence | None], label: str, before: Attribution | None
+) -> Attribution | None:
+    """A sentence that goes on with a quotation the previous sentence opened has its speaker."""
+    if before is None or before.speaker is None or where[1] is None or not _opens_quote(where[1].text):
+        return None
+    who = before.antecedent or before.speaker
+    return Attribution(before.speaker, before.cue, speaker_type(label, who.text), True, before.antecedent)
+
+
 def attribution(
     spans: list[TaggedSpan], where: tuple[Sentence, Sentence | None], label: str, before: Attribution | None
 ) -> Attribution | None:
@@ -162,6 +177,8 @@ def attribution(
     ``where`` is the sentence and its previous sentence; ``before`` the previous sentence's
     attribution, through which a pointing-back speaker finds its antecedent. The speaker is
     the sentence's first SOURCE span (else its context's last), the cue the CUE span nearest it.
+    With neither, a sentence inside a quotation that the previous sentence opened ("They added,
+    "There is … | They must stop …"") takes the previous sentence's speaker (``speaker_in_previous``).
 
     >>> s = split_sentences("Police said it was calm.")[0]  # doctest: +SKIP
     >>> attribution([TaggedSpan("SOURCE", 0, 0, 6)], (s, None), "denial", None).speaker_type  # doctest: +SKIP
@@ -171,7 +188,7 @@ def attribution(
     speaker = _article(source, where)
     cue = _article(_pick(spans, "CUE", speaker, where), where)
     if speaker is None and cue is None:
-        return None
+        return _continued(where, label, before)
     in_previous = source is not None and source.segment == 1
     antecedent = _antecedent(speaker, in_previous, before)
     who = antecedent or speaker

@@ -161,6 +161,35 @@ def test_decode_widens_to_whole_words_and_joins_i_tags() -> None:
         decode([0], aligned, ("Spokeswomen said so.", ""))
 
 
+def test_decode_takes_a_run_of_one_role_as_one_span_and_splits_at_o() -> None:
+    text, context = "The official said so, the police added.", "Police in Balkh said."
+    (aligned,) = _builder().aligned([text], [context])
+    words = {
+        "the": "B-SOURCE",
+        "official": "B-SOURCE",
+        "said": "B-CUE",
+        "police": "B-SOURCE",
+        "balkh": "I-SOURCE",
+    }
+    tags = []
+    for segment, (a, b) in zip(aligned.segments, aligned.offsets, strict=True):
+        piece = (text if segment == 0 else context)[a:b].lower() if segment is not None else ""
+        tags.append(TAGS.index(words.get(piece, "O")))
+    found = [
+        (s.segment, (text if s.segment == 0 else context)[s.start : s.end])
+        for s in decode(tags, aligned, (text, context))
+    ]
+    # "The official" despite its second B-; "the police" (B B) and "Police" + "Balkh" around an O.
+    assert found == [
+        (0, "The official"),
+        (0, "said"),
+        (0, "the police"),
+        (1, "Police"),
+        (1, "Balkh"),
+        (1, "said"),
+    ]
+
+
 def test_span_scores_count_exact_and_overlap() -> None:
     text = "Police in Balkh said, and the mayor agreed."
     gold = [TaggedSpan("SOURCE", 0, 0, 15), TaggedSpan("SOURCE", 0, 26, 35)]
@@ -173,7 +202,7 @@ def test_span_scores_count_exact_and_overlap() -> None:
 
 SENTENCES = split_sentences(
     'In another context, a NATO official stated today that it goes on. The official told Reuters: "Yes." '
-    'They added, "Not yet." They must stop."'
+    'They added, "Not yet. They must stop."'
 )
 
 
@@ -204,6 +233,16 @@ def test_attribution_follows_speakers_back_through_previous_sentences() -> None:
     named = attribution([_at(s[1], "The official", 0)], (s[1], s[0]), "claim", None)
     assert named is not None and named.antecedent is None and named.speaker_type == "non_official"
     assert attribution([], (s[1], s[0]), "claim", first) is None
+    # Nothing tagged inside a quotation the previous sentence opened: its speaker goes on.
+    assert attribution([], (s[3], s[2]), "official_statement", added) == stop
+
+
+def test_quote_continuation_needs_an_open_quote_and_a_speaker() -> None:
+    s = split_sentences('Rebels said "we won." The town is calm.')
+    before = attribution([_at(s[0], "Rebels", 0)], (s[0], None), "claim", None)
+    assert attribution([], (s[1], s[0]), "claim", before) is None  # the quotation was closed
+    opened = split_sentences('Rebels said: "We won. The town is ours."')
+    assert attribution([], (opened[1], opened[0]), "claim", None) is None  # no speaker to go on with
 
 
 @pytest.mark.parametrize(

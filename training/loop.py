@@ -24,6 +24,7 @@ from inference.labels import LABELS
 from inference.model import ModelInfo
 from inference.predict import Classifier
 from inference.records import Example
+from training.calibration import calibrate
 from training.checkpoint import (
     Checkpoint,
     Live,
@@ -283,6 +284,7 @@ def train(
     seconds = time.perf_counter() - started + (resume.seconds if resume else 0.0)
     metrics = _metrics(best_dev, history, test, seconds, splits)
     metrics["resumed_from_epoch"] = resume.epoch if resume else None
+    metrics |= calibrate(model, tokenizer, info, splits, config, tracker)  # T on dev, into config.json
     detach_aux_head(model)  # training-only: the saved model is a plain sequence classifier
     if test:
         tracker.log_metrics(flat_metrics(test, "test"))
