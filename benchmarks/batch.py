@@ -28,7 +28,7 @@ import tempfile
 import time
 from typing import Any
 
-from benchmarks.inference import cpu_name
+from benchmarks.cpu import cpu_name
 from inference.backends import ONNX_FILES
 
 RESULTS = Path("benchmarks/results")

@@ -46,8 +46,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from benchmarks.cpu import cpu_name
 from benchmarks.harness import cpu_s, peak_rss_mb, rss_mb, run_server
-from benchmarks.inference import cpu_name
 
 RESULTS = Path("benchmarks/results")
 CORPUS = Path("data/corpus/test.jsonl")

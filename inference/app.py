@@ -272,6 +272,18 @@ def _out(p: Prediction) -> dict[str, Any]:
     return {"label": p.label, "score": p.score, "scores": p.scores, "truncated": p.truncated}
 
 
+# About 1.5 s of CPU each for MiniLM on 2 cores (benchmarks/explain.py): one request may not
+# hold the explainer for minutes.
+MAX_EXPLAINED_SENTENCES = 64
+
+
+def _check_explain(asked: bool, n: int) -> None:
+    if asked and n > MAX_EXPLAINED_SENTENCES:
+        raise HTTPException(
+            422, f"invalid request: explain covers at most {MAX_EXPLAINED_SENTENCES} sentences, got {n}"
+        )
+
+
 async def _explanations(
     model: ServedModel,
     asked: bool,
@@ -316,6 +328,7 @@ def prediction_router(settings: Settings) -> APIRouter:
     )
     async def classify(body: ClassifyIn, model: ReadyModel) -> ClassifyOut:
         """Label each sentence, in input order; ``contexts`` feed a context model."""
+        _check_explain(body.explain, len(body.sentences))
         predictions = await model.predict(body.sentences, body.contexts)
         extra = await _explanations(model, body.explain, body.sentences, body.contexts, predictions)
         rows = [_out(p) | e for p, e in zip(predictions, extra, strict=True)]
@@ -331,6 +344,7 @@ def prediction_router(settings: Settings) -> APIRouter:
             raise HTTPException(
                 422, f"invalid request: text has {len(sentences)} sentences; at most {settings.max_sentences}"
             )
+        _check_explain(body.explain, len(sentences))
         texts = [s.text for s in sentences]
         contexts = previous_sentences(texts)
         predictions = await model.predict(texts, contexts)

@@ -61,7 +61,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     # A bar (rate, ETA) for a file on a terminal, or whenever --progress asks for one.
     progress = True if args.progress else (None if args.input else False)
-    predictions = _load(args).predict([r["text"] for r in rows], contexts, args.explain, progress)
+    predictions = _load(args).predict(
+        [r["text"] for r in rows], contexts, explain=args.explain, progress=progress
+    )
     out_rows = [
         {"id": r["id"], "label": p.label, "score": p.score, "scores": p.scores, "truncated": p.truncated}
         | _explanation(p)
@@ -264,6 +266,19 @@ def _runtime_options() -> argparse.ArgumentParser:
     return common
 
 
+def _report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--report", help="write a report.md (PNGs beside it) or a self-contained report.html")
+    to_mlflow = p.add_mutually_exclusive_group()
+    to_mlflow.add_argument("--mlflow-run", metavar="RUN_ID", help="log the report to this MLflow run")
+    to_mlflow.add_argument(
+        "--log-to-mlflow",
+        action="store_true",
+        help="log the report to a new run in experiment claimlens-eval",
+    )
+    p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="claimlens", description="Label news sentences as claim, denial, official_statement or other."
@@ -301,16 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-root", default="../shared/datasets", help="where stand-off gold finds its texts")
     p.add_argument("--json", help="also write the metrics as JSON here")
-    p.add_argument("--report", help="write a report.md (PNGs beside it) or a self-contained report.html")
-    to_mlflow = p.add_mutually_exclusive_group()
-    to_mlflow.add_argument("--mlflow-run", metavar="RUN_ID", help="log the report to this MLflow run")
-    to_mlflow.add_argument(
-        "--log-to-mlflow",
-        action="store_true",
-        help="log the report to a new run in experiment claimlens-eval",
-    )
-    p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
-    p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
+    _report_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", help="export a model directory to ONNX, optionally quantised to int8")

@@ -137,3 +137,33 @@ def test_training_fits_t_on_dev_and_reports_test_ece(trained):
     assert "reports/reliability_test.png" in [
         a.path for a in client.list_artifacts(run.info.run_id, "reports")
     ]
+
+
+def test_cli_http_and_pyfunc_serve_the_calibrated_scores(sharp_copy, capsys):
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from fastapi.testclient import TestClient
+
+    from inference.app import create_app
+    from inference.cli import main
+    from inference.mlflow_model import ClaimLensModel
+    from inference.settings import Settings
+
+    texts = ["Police said three men were arrested.", "The ministry denied the report."]
+    raw = Classifier.load(sharp_copy).predict(texts)
+    write_temperature(sharp_copy, 4.0)
+    want = Classifier.load(sharp_copy).predict(texts)
+    assert all(w.scores != pytest.approx(r.scores, abs=1e-3) for w, r in zip(want, raw, strict=True))
+    assert main(["predict", "--model", str(sharp_copy), *texts]) == 0
+    cli = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    with TestClient(create_app(Settings(model_dir=str(sharp_copy)))) as client:
+        http = client.post("/v1/classify", json={"sentences": texts}).json()["predictions"]
+    pyfunc = ClaimLensModel()
+    pyfunc.load_context(SimpleNamespace(artifacts={"model_dir": str(sharp_copy)}))
+    frame = pyfunc.predict(None, pd.DataFrame({"text": texts}))
+    for i, w in enumerate(want):
+        assert cli[i]["scores"] == pytest.approx(w.scores, abs=1e-6)
+        assert http[i]["scores"] == pytest.approx(w.scores, abs=1e-6)
+        assert {k: frame[f"score_{k}"][i] for k in w.scores} == pytest.approx(w.scores, abs=1e-6)
+        assert cli[i]["label"] == http[i]["label"] == frame["label"][i] == w.label == raw[i].label

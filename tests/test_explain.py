@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 from fastapi.testclient import TestClient
 
+from inference.app import MAX_EXPLAINED_SENTENCES, create_app
 from inference.backends import OnnxBackend
 from inference.explain import Explainer
 from inference.inputs import InputBuilder
@@ -208,11 +209,14 @@ def test_api_explains_only_when_asked(keyword_model_dir, clf):
         assert all("explanation" not in row for row in rows)
         refused = client.post("/v1/classify", json={"sentences": [text], "explain": "yes"})
         assert refused.status_code == 422 and "explain" in refused.json()["error"]
+        many = ["It rained."] * (MAX_EXPLAINED_SENTENCES + 1)
+        too_many = client.post("/v1/classify", json={"sentences": many, "explain": True})
+        assert too_many.status_code == 422
+        assert f"explain covers at most {MAX_EXPLAINED_SENTENCES} sentences" in too_many.json()["error"]
+        assert client.post("/v1/classify", json={"sentences": many}).status_code == 200
 
 
 def create_app_for(model_dir):
-    from inference.app import create_app
-
     return create_app(Settings(model_dir=str(model_dir)))
 
 
