@@ -5,7 +5,7 @@
 1. Spans: exact and overlap precision/recall/F1 of SOURCE and CUE spans in every sentence of
    the PolNeAR test articles (gold: PolNeAR's own annotations), and of the source tagged in the
    previous sentence when the sentence continues its attribution.
-2. Sentences: on the PolNeAR test articles that have hand-made sentence labels
+2. Sentences: on the PolNeAR test (and dev) articles that have hand-made sentence labels
    (``data/gold/*.jsonl``), each claim / denial / official_statement sentence through
    ``SpeakerExtractor.extract``: how often a speaker is returned, how often it overlaps a PolNeAR
    source of an attribution in that sentence, and how often the denial rule (the speaker's
@@ -31,7 +31,7 @@ from typing import Any
 
 from benchmarks.seed_article import expected_rows
 from inference.sentences import split_sentences
-from inference.speaker_type import official_by_words
+from inference.speaker_type import SpeakerType, official_by_words, remember, speaker_type
 from inference.speakers import ATTRIBUTED, Attribution, SpeakerExtractor
 from inference.standoff import document_sentences, read_standoff
 from training.speakers_data import read_split
@@ -48,6 +48,7 @@ SEED_SPEAKERS = (
     ("In another context, a NATO official stated", "a NATO official", "NATO official"),
     ("The official told Reuters", "a NATO official", "NATO official"),
     ("They added,", "a NATO official", "NATO official"),
+    ("They must stop their attacks", "a NATO official", "NATO official"),  # the quotation goes on
 )
 
 
@@ -55,39 +56,48 @@ def _overlaps(a: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
     return any(a[0] < b and s < a[1] for s, b in spans)
 
 
-def gold_sentences(root: Path) -> dict[str, dict[int, str]]:
-    """Hand-made labels of PolNeAR test sentences: doc → idx → label."""
+def gold_sentences(root: Path, split: str) -> dict[str, dict[int, str]]:
+    """Hand-made labels of the sentences of one PolNeAR split: doc → idx → label."""
     labels: dict[str, dict[int, str]] = defaultdict(dict)
     for path in GOLD:
         for e in read_standoff(path, root):
-            if e.doc.startswith("polnear:test/"):
+            if e.doc.startswith(f"polnear:{split}/"):
                 labels[e.doc.removeprefix("polnear:")][e.idx] = e.label
     return labels
 
 
-def sentence_figures(extractor: SpeakerExtractor, root: Path) -> dict[str, Any]:
-    """Per gold label: sentences, speaker returned, speaker right, and the rule's type agreement."""
-    anns = polnear_articles(root, "test")
+def sentence_figures(extractor: SpeakerExtractor, root: Path, split: str) -> dict[str, Any]:
+    """Per gold label: sentences, speaker returned, speaker right, and the denial rule's agreement.
+
+    The rule is scored on official_statement and claim sentences, whose label says the type:
+    on the speaker's words alone, and with the surnames typed by the article's earlier
+    sentences (as ``extract`` types a denial).
+    """
+    anns = polnear_articles(root, split)
     rows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for doc, by_idx in sorted(gold_sentences(root).items()):
+    for doc, by_idx in sorted(gold_sentences(root, split).items()):
         sentences = document_sentences(root, "polnear", doc)
         labels = [by_idx.get(i, "other") for i in range(len(sentences))]
         attributions = read_brat(anns[doc.partition("/")[2]])
+        known: dict[str, SpeakerType] = {}
         for s, label, found in zip(sentences, labels, extractor.extract(sentences, labels), strict=True):
             if label not in ATTRIBUTED:
                 continue
-            _count(rows[label], s.start, s.end, attributions, found, label)
+            _count(rows[label], (s.start, s.end), attributions, found, label, known)
+            who = found and (found.antecedent or found.speaker)
+            remember(known, label, who.text if who else None)
     return {label: dict(row) for label, row in sorted(rows.items())}
 
 
 def _count(
     row: dict[str, int],
-    start: int,
-    end: int,
+    sentence: tuple[int, int],
     attributions: list[BratAttribution],
     found: Attribution | None,
     label: str,
+    known: dict[str, SpeakerType],
 ) -> None:
+    start, end = sentence
     sources = [
         (f[0], f[1])
         for a in attributions
@@ -103,10 +113,11 @@ def _count(
     spans = [x for x in (found.speaker, found.antecedent) if x]
     row["speaker_right"] += bool(sources) and any(_overlaps((x.start, x.end), sources) for x in spans)
     if label != "denial":
-        who = found.antecedent or found.speaker
-        rule = official_by_words(who.text)
-        row["rule_typed"] += rule is not None
-        row["rule_agrees"] += rule == ("official" if label == "official_statement" else "non_official")
+        who = (found.antecedent or found.speaker).text
+        expected = "official" if label == "official_statement" else "non_official"
+        row["rule_typed"] += official_by_words(who) is not None
+        row["rule_agrees_words"] += official_by_words(who) == expected
+        row["rule_agrees_article"] += speaker_type("denial", who, known) == expected
 
 
 def seed_speakers(
@@ -163,10 +174,11 @@ def main() -> None:
     examples = read_split(args.root, "test", args.articles)
     spans = evaluate(extractor, examples)
     _print_spans(spans)
-    sentences = sentence_figures(extractor, args.root)
-    print("\ngold-labelled PolNeAR test sentences:")
-    for label, row in sentences.items():
-        print(f"  {label:<19}" + ", ".join(f"{k} {v}" for k, v in row.items()))
+    sentences = {split: sentence_figures(extractor, args.root, split) for split in ("test", "dev")}
+    for split, figures in sentences.items():
+        print(f"\ngold-labelled PolNeAR {split} sentences:")
+        for label, row in figures.items():
+            print(f"  {label:<19}" + ", ".join(f"{k} {v}" for k, v in row.items()))
     seed = seed_speakers(extractor)
     print(f"\nseed article: {sum(r['ok'] for r in seed)}/{len(seed)} official speakers found")
     for r in seed:

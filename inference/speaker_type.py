@@ -30,26 +30,37 @@ NON_OFFICIAL = re.compile(
 )
 OFFICIAL = re.compile(
     r"\b(police(men|women)?|officers?|ministry|ministries|ministers?|president|presidency|prime minister|"
-    r"premier|governors?|mayors?|senators?|sen\.|rep\.|representatives?|congress(man|woman|men|women)?|"
+    r"premier|governors?|mayors?|senators?|senate|representatives?|congress(man|woman|men|women)?|"
     r"lawmakers?|legislators?|parliament(ary|arians?)?|spokes(man|woman|person|people|men|women)|"
     r"officials?|authorit(y|ies)|department|agency|agencies|court|judges?|justices?|prosecutors?|"
     r"attorneys? general|district attorney|army|military|troops|soldiers?|generals?|commanders?|"
     r"pentagon|white house|kremlin|government|governments|administration|secretary|cabinet|"
-    r"chancellor|commission(er)?|united nations|world health organi[sz]ation|european union|"
+    r"chancellor|commission(er)?|committee|united nations|world health organi[sz]ation|european union|"
     r"world bank|sheriff|coast guard|ambassadors?|embassy|council|regulators?|federal reserve|"
-    r"central bank|treasury|alliance|mission|company|firm|university|hospital|club|statement|"
-    r"chairman|chairwoman|board|state media|news agency)\b",
+    r"central bank|treasury|alliance|mission|company|firm|bank|corporation|chief executive|executives?|"
+    r"university|hospital|club|statement|chairman|chairwoman|board|state media|news agency)\b",
     re.IGNORECASE,
 )
-# Acronyms only in capitals: "who", "un" and "eu" are also plain words.
-OFFICIAL_ACRONYM = re.compile(r"\b(UN|U\.N\.|WHO|EU|NATO|FBI|CIA|IMF|MPs?|DHS|DOJ)\b")
+# Case-sensitive: acronyms ("who", "un" are also words), titles ending in a dot (no \b after the
+# dot), and capitalised institutions ("the House", "the Secret Service").
+OFFICIAL_CASED = re.compile(
+    r"(?<!\w)(UN|U\.N\.|WHO|EU|NATO|FBI|CIA|IMF|MPs?|DHS|DOJ|Sen\.|Rep\.|Gov\.|Amb\.|House|Senate|"
+    r"Congress|Service|Bureau|Office|Agency|Commission|Department|Ministry)(?!\w)"
+)
 PRONOUN = re.compile(r"(he|she|they|we|i|it|you|him|her|them)", re.IGNORECASE)
 
 _BY_LABEL: dict[str, SpeakerType] = {"official_statement": "official", "claim": "non_official"}
 
 
+def _by_words(speaker: str) -> SpeakerType | None:
+    """What the speaker's own words say; None when no word decides."""
+    if NON_OFFICIAL.search(speaker):
+        return "non_official"
+    return "official" if OFFICIAL.search(speaker) or OFFICIAL_CASED.search(speaker) else None
+
+
 def official_by_words(speaker: str) -> SpeakerType | None:
-    """The rule over a speaker's words; None for a bare pronoun.
+    """The rule over a speaker's words (no deciding word: not official); None for a bare pronoun.
 
     >>> official_by_words("Police in Balkh Province"), official_by_words("a Taliban spokesman")
     ('official', 'non_official')
@@ -57,19 +68,47 @@ def official_by_words(speaker: str) -> SpeakerType | None:
     words = " ".join(speaker.split())
     if PRONOUN.fullmatch(words):
         return None
-    if NON_OFFICIAL.search(words):
-        return "non_official"
-    return "official" if OFFICIAL.search(words) or OFFICIAL_ACRONYM.search(words) else "non_official"
+    return _by_words(words) or "non_official"
 
 
-def speaker_type(label: str, speaker: str | None) -> SpeakerType | None:
+def surname(speaker: str) -> str | None:
+    """The last capitalised word of a speaker's name, before any apposition, lower-cased.
+
+    >>> surname("Rep. Adam B. Schiff of California, the ranking Democrat"), surname("Obama's")
+    ('schiff', 'obama')
+    """
+    head = re.split(r",|\(| of | from ", speaker, maxsplit=1)[0]
+    names = re.findall(r"[A-Z][A-Za-z'’-]+", head)
+    return re.sub(r"['’]s$", "", names[-1]).lower() if names else None
+
+
+def remember(known: dict[str, SpeakerType], label: str, speaker: str | None) -> None:
+    """Note the type a sentence label gives its speaker, by surname, for the article's denials."""
+    name = surname(speaker) if speaker else None
+    if name and label in _BY_LABEL:
+        known[name] = _BY_LABEL[label]
+
+
+def speaker_type(
+    label: str, speaker: str | None, known: dict[str, SpeakerType] | None = None
+) -> SpeakerType | None:
     """The label's type where it decides; for a denial the rule over ``speaker`` (None: no speaker).
 
-    >>> speaker_type("claim", "Police"), speaker_type("denial", "the ministry")
+    A denial's speaker with no deciding word takes the type its surname had earlier in the
+    article (``known``, filled by ``remember``: "Mr. Clyburn" after an official_statement by
+    Rep. Clyburn), else is not official.
+
+    >>> speaker_type("claim", "Police"), speaker_type("denial", "Mr. Clyburn", {"clyburn": "official"})
     ('non_official', 'official')
     """
     if label in _BY_LABEL:
         return _BY_LABEL[label]
     if label != "denial":
         raise ValueError(f"speaker type is for claim, denial or official_statement, not {label!r}")
-    return official_by_words(speaker) if speaker else None
+    if not speaker:
+        return None
+    words = " ".join(speaker.split())
+    if PRONOUN.fullmatch(words):
+        return None
+    name = surname(words)
+    return _by_words(words) or (known or {}).get(name or "") or "non_official"

@@ -31,15 +31,15 @@ from inference.inputs import Aligned, InputBuilder
 from inference.labels import check_label
 from inference.model import CONFIG_KEY, check_model_dir
 from inference.sentences import Sentence
-from inference.speaker_type import SpeakerType, speaker_type
+from inference.speaker_type import SpeakerType, remember, speaker_type
 
 TASK = "speakers"
 TAGS = ("O", "B-SOURCE", "I-SOURCE", "B-CUE", "I-CUE")
 ATTRIBUTED = frozenset({"claim", "denial", "official_statement"})
 # A speaker that refers back instead of naming: a pronoun or "the <role noun>".
 _ANAPHOR = re.compile(
-    r"(he|she|they|we|it|(the|this|that|these|those)( \w+)? (officials?|spokes(man|woman|person)|"
-    r"representatives?|sources?|group|organi[sz]ation|alliance|agency|ministry|company|department))",
+    r"he|she|they|we|it|(the|this|that|these|those)( \w+)? (?P<head>official|spokes(man|woman|person)|"
+    r"representative|source|group|organi[sz]ation|alliance|agency|ministry|company|department)s?",
     re.IGNORECASE,
 )
 
@@ -145,14 +145,21 @@ def _start(span: TaggedSpan, where: tuple[Sentence, Sentence | None]) -> int:
 
 
 def _antecedent(speaker: Span | None, in_previous: bool, before: Attribution | None) -> Span | None:
-    """The earlier speaker a pointing-back ``speaker`` stands for, through the previous sentence."""
+    """The earlier speaker a pointing-back ``speaker`` stands for, through the previous sentence.
+
+    A pronoun stands for the previous speaker; "the <noun>" only for one that has the noun
+    ("the official" for "a NATO official", not "the group" for "the Deputy Governor").
+    """
     if speaker is None or before is None or before.speaker is None:
         return None
     if before.speaker == speaker:  # the same words, found again from the next sentence
         return before.antecedent
-    if in_previous or not _ANAPHOR.fullmatch(" ".join(speaker.text.split())):
+    match = _ANAPHOR.fullmatch(" ".join(speaker.text.split()))
+    if in_previous or not match:
         return None
-    return before.antecedent or before.speaker
+    target = before.antecedent or before.speaker
+    head = match.group("head")
+    return target if head is None or head.lower() in target.text.lower() else None
 
 
 def _opens_quote(text: str) -> bool:
@@ -160,17 +167,26 @@ def _opens_quote(text: str) -> bool:
 
 
 def _continued(
-    where: tuple[Sentence, Sentence | None], label: str, before: Attribution | None
+    where: tuple[Sentence, Sentence | None],
+    label: str,
+    before: Attribution | None,
+    known: dict[str, SpeakerType],
 ) -> Attribution | None:
     """A sentence that goes on with a quotation the previous sentence opened has its speaker."""
     if before is None or before.speaker is None or where[1] is None or not _opens_quote(where[1].text):
         return None
     who = before.antecedent or before.speaker
-    return Attribution(before.speaker, before.cue, speaker_type(label, who.text), True, before.antecedent)
+    return Attribution(
+        before.speaker, before.cue, speaker_type(label, who.text, known), True, before.antecedent
+    )
 
 
 def attribution(
-    spans: list[TaggedSpan], where: tuple[Sentence, Sentence | None], label: str, before: Attribution | None
+    spans: list[TaggedSpan],
+    where: tuple[Sentence, Sentence | None],
+    label: str,
+    before: Attribution | None,
+    known: dict[str, SpeakerType] | None = None,
 ) -> Attribution | None:
     """One sentence's attribution from its tagged spans; None when neither speaker nor cue was found.
 
@@ -179,6 +195,7 @@ def attribution(
     the sentence's first SOURCE span (else its context's last), the cue the CUE span nearest it.
     With neither, a sentence inside a quotation that the previous sentence opened ("They added,
     "There is … | They must stop …"") takes the previous sentence's speaker (``speaker_in_previous``).
+    ``known``: speaker types by surname from the article's earlier sentences (for denials).
 
     >>> s = split_sentences("Police said it was calm.")[0]  # doctest: +SKIP
     >>> attribution([TaggedSpan("SOURCE", 0, 0, 6)], (s, None), "denial", None).speaker_type  # doctest: +SKIP
@@ -188,11 +205,11 @@ def attribution(
     speaker = _article(source, where)
     cue = _article(_pick(spans, "CUE", speaker, where), where)
     if speaker is None and cue is None:
-        return _continued(where, label, before)
+        return _continued(where, label, before, known or {})
     in_previous = source is not None and source.segment == 1
     antecedent = _antecedent(speaker, in_previous, before)
     who = antecedent or speaker
-    kind = speaker_type(label, who.text if who else None)
+    kind = speaker_type(label, who.text if who else None, known)
     return Attribution(speaker, cue, kind, in_previous, antecedent)
 
 
@@ -300,7 +317,10 @@ class SpeakerExtractor:
             [sentences[i].text for i in wanted], [p.text if (p := previous[i]) else None for i in wanted]
         )
         result: list[Attribution | None] = [None] * len(sentences)
+        known: dict[str, SpeakerType] = {}
         for i, spans in zip(wanted, tagged, strict=True):
             before = result[i - 1] if i else None
-            result[i] = attribution(spans, (sentences[i], previous[i]), labels[i], before)
+            found = result[i] = attribution(spans, (sentences[i], previous[i]), labels[i], before, known)
+            who = found and (found.antecedent or found.speaker)
+            remember(known, labels[i], who.text if who else None)
         return result

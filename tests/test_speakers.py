@@ -10,7 +10,7 @@ from conftest import ROOT, SHARED, polnear_root
 
 from inference.inputs import InputBuilder
 from inference.sentences import Sentence, split_sentences
-from inference.speaker_type import official_by_words, speaker_type
+from inference.speaker_type import SpeakerType, official_by_words, remember, speaker_type
 from inference.speakers import TAGS, Attribution, Span, SpeakerExtractor, TaggedSpan, attribution, decode
 from training.modeling import tiny_tokenizer
 from training.speakers_data import keep_negatives, read_split, span_counts, span_scores, tag_ids
@@ -229,7 +229,12 @@ def test_attribution_follows_speakers_back_through_previous_sentences() -> None:
     assert added is not None and added.antecedent == first.speaker
     stop = attribution([_at(s[2], "They", 1), _at(s[2], "added", 1, "CUE")], (s[3], s[2]), "denial", added)
     assert stop == Attribution(added.speaker, added.cue, "official", True, first.speaker)
-    # A named speaker stands for itself; nothing found is no attribution.
+    # "The group" stands only for a speaker named a group; a named speaker stands for itself.
+    nato = attribution([_at(s[0], "a NATO official", 0)], (s[0], None), "claim", None)
+    group = split_sentences("The group said so.")[0]
+    found = attribution([_at(group, "The group", 0)], (group, s[0]), "claim", nato)
+    assert found is not None and found.antecedent is None
+    # Nothing found is no attribution.
     named = attribution([_at(s[1], "The official", 0)], (s[1], s[0]), "claim", None)
     assert named is not None and named.antecedent is None and named.speaker_type == "non_official"
     assert attribution([], (s[1], s[0]), "claim", first) is None
@@ -262,11 +267,26 @@ def test_quote_continuation_needs_an_open_quote_and_a_speaker() -> None:
         ("the WHO", "official"),
         ("a man who saw it", "non_official"),
         ("they", None),
+        ("Sen. Ben Sasse (R-Neb.)", "official"),
+        ("the U.N.", "official"),
+        ("the Secret Service", "official"),
     ],
 )
 def test_denial_speaker_type_follows_labels_md(speaker: str, expected: str | None) -> None:
     assert official_by_words(speaker) == expected
     assert speaker_type("denial", speaker) == expected
+
+
+def test_a_denial_by_a_bare_name_takes_its_type_from_earlier_in_the_article() -> None:
+    known: dict[str, SpeakerType] = {}
+    remember(known, "official_statement", "Rep. James E. Clyburn (D-S.C.)")
+    remember(known, "claim", "Donald Trump")
+    remember(known, "denial", "Mr. Obama")  # a denial's label says nothing about its speaker
+    assert known == {"clyburn": "official", "trump": "non_official"}
+    assert speaker_type("denial", "Mr. Clyburn", known) == "official"
+    assert speaker_type("denial", "Trump", known) == "non_official"
+    assert speaker_type("denial", "Mr. Obama", known) == "non_official"  # unknown: not official
+    assert speaker_type("denial", "a Clyburn campaign aide", known) == "non_official"  # words decide first
 
 
 def test_speaker_type_from_the_label_where_it_decides() -> None:
