@@ -34,8 +34,9 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -m slow
 
-$(VENV)/.installed-spark: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[dev,spark]"
+# An optional extra on top of the dev install: $(VENV)/.installed-spark installs ".[dev,spark]", and so on.
+$(VENV)/.installed-%: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev,$*]"
 	touch $@
 
 # `claimlens batch` on Spark in local[2] mode; Spark needs Java 17 or 21 (`java -version`).
@@ -50,10 +51,6 @@ test-distributed: install
 # A real `mlflow server` on loopback: registered versions, promote, models:/ URIs, `mlflow models serve`.
 test-registry: install
 	$(BIN)/python -m pytest -m registry
-
-$(VENV)/.installed-browser: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[dev,browser]"
-	touch $@
 
 # The article page at / in Debian's chromium, driven by Playwright (never `playwright install`).
 test-browser: $(VENV)/.installed-browser

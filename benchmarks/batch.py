@@ -11,21 +11,15 @@ machine Spark mostly adds start-up; it pays where the data no longer fits one ma
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a file, Python puts benchmarks/ first on the path, where inference.py would shadow the
-# `inference` package: the repository root goes first instead.
-if not __package__:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
 import argparse
 import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks.cpu import cpu_name

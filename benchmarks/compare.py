@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.seed_article import seed_agreement
+from benchmarks.table import print_table
 from inference import Classifier
 from inference.evaluate import compute_metrics
 from inference.readers import load_examples
@@ -77,16 +78,19 @@ def main() -> None:
             }
         )
     print(f"real-news gold test: {args.data} (n={len(examples)})\n")
-    print(
-        "| model | training data | train sentences | macro-F1 | claim | denial | official | other | seed article |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        f1 = r["f1"]
-        print(
-            f"| {r['model']} | {r['train']} | {r['train_sentences']} | {r['macro_f1']:.3f} | {f1['claim']:.3f} | "
-            f"{f1['denial']:.3f} | {f1['official_statement']:.3f} | {f1['other']:.3f} | {r['seed_article']} |"
-        )
+    header = ["model", "training data", "train sentences", "macro-F1", "claim", "denial", "official", "other"]
+    cells = [
+        [
+            r["model"],
+            r["train"],
+            r["train_sentences"],
+            f"{r['macro_f1']:.3f}",
+            *(f"{r['f1'][label]:.3f}" for label in ("claim", "denial", "official_statement", "other")),
+            r["seed_article"],
+        ]
+        for r in rows
+    ]
+    print_table([*header, "seed article"], cells)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"data": args.data, "n": len(examples), "runs": rows}, indent=2) + "\n")
 

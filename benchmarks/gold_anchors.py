@@ -11,17 +11,11 @@ before it, so a row anchored by an older splitter would teach a context that
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a file, Python puts benchmarks/ first on the path, where inference.py would shadow the
-# `inference` package: the repository root goes first instead.
-if not __package__:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
 import argparse
 import json
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 from inference.standoff import document_sentences
 

@@ -18,7 +18,6 @@ latency calls (under two minutes on 2 cores).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ import torch
 from transformers import AutoConfig
 
 from benchmarks.cpu import Flops, Peak, cpu_name, encoder_flops, peak, peak_fraction
+from benchmarks.table import print_table, write_json
 from inference.backends import ONNX_FILES, default_threads
 from inference.evaluate import compute_metrics
 from inference.export import export_onnx
@@ -115,21 +115,30 @@ def add_peak(run: dict[str, Any], flops: Flops, machine: Peak) -> None:
     run["peak_fraction"] = round(peak_fraction(flops, run["seconds"], machine, run["name"] == "onnx_int8"), 4)
 
 
-def print_table(runs: list[dict[str, Any]]) -> None:
+HEADER = [
+    "path", "sentences/s", "× pipeline", "p50 ms", "p99 ms", "GFLOP/s", "% peak", "macro-F1",
+    "claim", "denial", "official", "other",
+]  # fmt: skip
+
+
+def print_runs(runs: list[dict[str, Any]]) -> None:
     base = runs[0]["sentences_per_s"]
-    print(
-        "| path | sentences/s | × pipeline | p50 ms | p99 ms | GFLOP/s | % peak | macro-F1"
-        " | claim | denial | official | other |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in runs:
-        f1 = r["f1"]
-        print(
-            f"| {r['name']} | {r['sentences_per_s']:.0f} | {r['sentences_per_s'] / base:.1f} | {r['p50_ms']:.1f}"
-            f" | {r['p99_ms']:.1f} | {r['gflops_per_s']:.0f} | {100 * r['peak_fraction']:.1f}"
-            f" | {r['macro_f1']:.3f} | {f1['claim']:.3f} | {f1['denial']:.3f}"
-            f" | {f1['official_statement']:.3f} | {f1['other']:.3f} |"
-        )
+    print_table(HEADER, [_cells(r, base) for r in runs])
+
+
+def _cells(r: dict[str, Any], base: float) -> list[str]:
+    f1 = r["f1"]
+    return [
+        r["name"],
+        f"{r['sentences_per_s']:.0f}",
+        f"{r['sentences_per_s'] / base:.1f}",
+        f"{r['p50_ms']:.1f}",
+        f"{r['p99_ms']:.1f}",
+        f"{r['gflops_per_s']:.0f}",
+        f"{100 * r['peak_fraction']:.1f}",
+        f"{r['macro_f1']:.3f}",
+        *(f"{f1[label]:.3f}" for label in ("claim", "denial", "official_statement", "other")),
+    ]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -187,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         f" ({machine.vnni or 'no VNNI: VPMADDUBSW'}); {flops.total / len(lengths) / 1e9:.2f} GFLOP per"
         f" sentence at {np.mean(lengths):.1f} tokens on average\n"
     )
-    print_table(runs)
+    print_runs(runs)
     result = {
         "cpu": cpu_name(),
         "threads": threads,
@@ -202,9 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         "peak": machine.as_dict(),
         "runs": runs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

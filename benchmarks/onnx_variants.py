@@ -17,7 +17,6 @@ used rather than the wall clock, which a busy neighbour stretches.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 from benchmarks.cpu import cpu_name, peak
 from benchmarks.offline import sentences
+from benchmarks.table import print_table, write_json
 from inference.backends import OnnxBackend, default_threads
 from inference.evaluate import compute_metrics
 from inference.export import ATTENTION, fuse_transformer, quantize_int8, sample_inputs, trace_fp32
@@ -133,16 +133,20 @@ def main(argv: list[str] | None = None) -> None:
         f"\n{result['cpu']}, {args.threads} threads, {args.clock} clock, median of {args.rounds} rounds;"
         f" {result['sentences']} sentences from {result['data']}; torch macro-F1 {result['torch_macro_f1']:.3f}\n"
     )
-    print(f"| variant | sentences/s | speed vs {BASELINE} | spread | labels = torch | macro-F1 |")
-    print("|---|---|---|---|---|---|")
-    for r in result["variants"]:
-        print(
-            f"| {r['name']} | {r['sentences_per_s']:.0f} | {r['speed_vs_baseline']:.2f} | {r['spread']:.2f}"
-            f" | {r['labels_equal_torch']:.4f} | {r['macro_f1']:.3f} |"
-        )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    header = ["variant", "sentences/s", f"speed vs {BASELINE}", "spread", "labels = torch", "macro-F1"]
+    rows = [
+        [
+            r["name"],
+            f"{r['sentences_per_s']:.0f}",
+            f"{r['speed_vs_baseline']:.2f}",
+            f"{r['spread']:.2f}",
+            f"{r['labels_equal_torch']:.4f}",
+            f"{r['macro_f1']:.3f}",
+        ]
+        for r in result["variants"]
+    ]
+    print_table(header, rows)
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

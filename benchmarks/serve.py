@@ -23,14 +23,6 @@ run; the 1-minute load average before each run is kept in the JSON.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a file, Python puts benchmarks/ first on the path, where inference.py would shadow the
-# `inference` package: the repository root goes first instead.
-if not __package__:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
 import argparse
 import http.client
 import json
@@ -41,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -48,6 +41,7 @@ import numpy as np
 
 from benchmarks.cpu import cpu_name
 from benchmarks.harness import cpu_s, peak_rss_mb, rss_mb, run_server
+from benchmarks.table import print_table, write_json
 
 RESULTS = Path("benchmarks/results")
 CORPUS = Path("data/corpus/test.jsonl")
@@ -358,20 +352,32 @@ def _modes(args: argparse.Namespace) -> dict[str, list[str]]:
     return {"micro_batching": [*runtime, *batching], "no_batching": [*runtime, "--batch-wait-ms", "0"]}
 
 
+HEADER = [
+    "mode", "requests/s", "sentences/s", "% of offline", "p50 ms", "p99 ms", "errors", "dropped",
+    "RSS start MB", "RSS end MB", "client CPU s", "server CPU ms/request",
+]  # fmt: skip
+
+
 def _print_table(runs: list[dict[str, Any]], heading: str) -> None:
     print(f"\n{heading}\n")
-    print(
-        "| mode | requests/s | sentences/s | % of offline | p50 ms | p99 ms | errors | dropped"
-        " | RSS start MB | RSS end MB | client CPU s | server CPU ms/request |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in runs:
-        print(
-            f"| {r['name']} | {r['requests_per_s']:.0f} | {r['sentences_per_s']:.0f} | {r['pct_of_offline']:.0f}%"
-            f" | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['dropped']}"
-            f" | {r['rss_start_mb']:.0f} | {r['rss_end_mb']:.0f} | {r['client_cpu_s']:.1f}"
-            f" | {r['server_cpu_ms_per_request']:.2f} |"
-        )
+    print_table(HEADER, [_cells(r) for r in runs])
+
+
+def _cells(r: dict[str, Any]) -> list[str]:
+    return [
+        r["name"],
+        f"{r['requests_per_s']:.0f}",
+        f"{r['sentences_per_s']:.0f}",
+        f"{r['pct_of_offline']:.0f}%",
+        f"{r['p50_ms']:.1f}",
+        f"{r['p99_ms']:.1f}",
+        str(r["errors"]),
+        str(r["dropped"]),
+        f"{r['rss_start_mb']:.0f}",
+        f"{r['rss_end_mb']:.0f}",
+        f"{r['client_cpu_s']:.1f}",
+        f"{r['server_cpu_ms_per_request']:.2f}",
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -426,9 +432,7 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs,
         **({"all_runs": every} if args.repeats > 1 else {}),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -17,16 +17,11 @@ Writes ``benchmarks/results/speakers.json``.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if not __package__:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
 import argparse
 import json
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from benchmarks.seed_article import expected_rows

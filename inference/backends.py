@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -71,16 +72,61 @@ def _forward_args(model: PreTrainedModel) -> set[str]:
     return set(inspect.signature(model.forward).parameters)
 
 
-class OnnxBackend:
-    """An exported model (see ``inference.export``) in an ONNX Runtime CPU session."""
+# ONNX Runtime's graph optimisation levels by the names its documentation uses.
+GRAPH_LEVELS = {
+    "disabled": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+
+@dataclass(frozen=True)
+class OrtSettings:
+    """How an ONNX Runtime session runs, beyond its thread count; the defaults are claimlens's own.
+
+    ``config`` holds session config entries (``SessionOptions.add_session_config_entry``),
+    e.g. ``("session.intra_op.allow_spinning", "0")`` or ``("session.dynamic_block_base", "4")``.
+
+    >>> OrtSettings(graph="basic", config=(("session.intra_op.allow_spinning", "0"),)).graph
+    'basic'
+    """
+
+    graph: str = "all"
+    cpu_mem_arena: bool = True
+    config: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.graph not in GRAPH_LEVELS:
+            raise ValueError(f"graph must be one of {', '.join(GRAPH_LEVELS)}, got {self.graph!r}")
+        if not isinstance(self.cpu_mem_arena, bool):
+            raise ValueError(f"cpu_mem_arena must be true or false, got {self.cpu_mem_arena!r}")
+        for entry in self.config:
+            if not (isinstance(entry, tuple) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
+                raise ValueError(f"config entries must be (key, value) pairs of strings, got {entry!r}")
+
+    def session_options(self, threads: int | None = None) -> Any:
+        """``onnxruntime.SessionOptions`` for one CPU session of ``threads`` (default: all cores)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.inter_op_num_threads = 1  # one graph at a time: the parallelism is within each op
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[self.graph])
+        options.enable_cpu_mem_arena = self.cpu_mem_arena
+        for key, value in self.config:
+            options.add_session_config_entry(key, value)
+        return options
+
+
+class OnnxBackend:
+    """An exported model (see ``inference.export``) in an ONNX Runtime CPU session."""
+
+    def __init__(self, path: Path, threads: int | None = None, settings: OrtSettings | None = None) -> None:
+        import onnxruntime as ort
+
+        options = (settings or OrtSettings()).session_options(threads)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.name = "onnx_int8" if path.name == ONNX_FILES["int8"] else "onnx_fp32"

@@ -1,9 +1,6 @@
 """A context model logged through MlflowTracker, reloaded in a fresh interpreter, reads its contexts."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +8,7 @@ import torch
 
 from inference.labels import LABELS
 from inference.predict import Classifier
-from tests.conftest import ROOT, SAMPLE
+from tests.conftest import ROOT, SAMPLE, run_python
 
 TEXTS = [t for t, _ in SAMPLE] + [
     "The ministry said the police denied the report. " * 6,  # longer than max_length 32: truncated
@@ -54,29 +51,17 @@ print(json.dumps({{
 """
 
 
-def _run(code: str, args: list[str], cwd: Path, pythonpath: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": pythonpath, "MLFLOW_TRACKING_URI": ""},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
-
-
 @pytest.fixture(scope="module")
 def reloaded(sharp_context_model_dir, tmp_path_factory) -> dict:
     # Logged in a subprocess too: mlflow.set_tracking_uri/set_experiment are process-wide and
     # leak into the environment, which would reach later tests' trainings.
     store = tmp_path_factory.mktemp("mlflow-store")
     uri = f"sqlite:///{store / 'mlflow.db'}"
-    _run(LOG.format(registered=REGISTERED), [uri, str(sharp_context_model_dir), *TEXTS[:3]], store, str(ROOT))
+    log_args = [uri, str(sharp_context_model_dir), *TEXTS[:3]]
+    run_python(LOG.format(registered=REGISTERED), log_args, store, str(ROOT))
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     payload = json.dumps([TEXTS, CONTEXTS])
-    out = _run(
+    out = run_python(
         RELOAD.format(registered=REGISTERED), [uri, str(torch.get_num_threads()), payload], elsewhere, ""
     )
     result = json.loads(out.strip().splitlines()[-1])

@@ -9,7 +9,6 @@ fresh interpreter must give the same labels, scores and truncated flags.
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import torch
 from benchmarks.harness import run_server
 from inference import Classifier, predict
 from inference.inputs import previous_sentences
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_python
 
 ARTICLE = (ROOT / "examples" / "article.txt").read_text(encoding="utf-8")
 
@@ -52,16 +51,7 @@ print(json.dumps(model.predict(pd.DataFrame({"text": texts, "context": contexts}
 
 
 def _python(code: str, args: list[str], cwd: Path, pythonpath: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": pythonpath, "MLFLOW_TRACKING_URI": ""},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1]
+    return run_python(code, args, cwd, pythonpath).strip().splitlines()[-1]
 
 
 def _cli(*args: object) -> str:

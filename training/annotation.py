@@ -150,12 +150,28 @@ def _reanchor(rows: list[dict[str, Any]], gold_dir: Path) -> list[dict[str, Any]
     return list(out.values())
 
 
+RULINGS = ("candidates_ruling.jsonl", "error_analysis/adjudication.jsonl", "polls_requests_ruling.jsonl")
+
+
+def _rulings(gold_dir: Path) -> dict[tuple[object, object, object], str]:
+    """The label each later ruling gives a row, later files winning (see :func:`build_gold`)."""
+    out = {}
+    for name in RULINGS:
+        for r in _records(gold_dir / name):
+            if r.get("decision", "changed") == "changed":
+                out[_key(r)] = check_label(r["label"], name)
+    return out
+
+
 def build_gold(gold_dir: Path) -> dict[str, dict[str, int]]:
     """Write ``gold_dir/{train,dev,test}.jsonl`` from first-pass parts and the later records.
 
     In order: the adjudicated label where a second pass disagreed (``adjudicated.jsonl``), the
-    re-anchoring onto the current sentence splitter (``reanchored.jsonl``), and the candidates
-    ruling of the label guide (``candidates_ruling.jsonl``).
+    re-anchoring onto the current sentence splitter (``reanchored.jsonl``), then the later
+    rulings of the label guide, each a file of changed rows: the candidates ruling
+    (``candidates_ruling.jsonl``), the gold errors found by the error analysis and confirmed by
+    a second reader (``error_analysis/adjudication.jsonl``, rows with ``decision: changed``), and
+    the polls and rejected-requests rulings (``polls_requests_ruling.jsonl``).
     """
     from inference.labels import label_counts
 
@@ -169,10 +185,7 @@ def build_gold(gold_dir: Path) -> dict[str, dict[str, int]]:
             row["label"] = rulings.get(_key(row), row["label"])
             row.pop("annotator", None)
             rows.append(row)
-    ruling = {
-        _key(r): check_label(r["label"], "candidates_ruling.jsonl")
-        for r in _records(gold_dir / "candidates_ruling.jsonl")
-    }
+    ruling = _rulings(gold_dir)
     splits: dict[str, list[str]] = {"train": [], "dev": [], "test": []}
     labels: dict[str, list[str]] = {"train": [], "dev": [], "test": []}
     for row in _reanchor(rows, gold_dir):

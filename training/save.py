@@ -25,13 +25,7 @@ def save_model_dir(
 
     ``config.json`` carries the labels and a ``claimlens`` section (context, max_length),
     so that the folder loads and serves without the training config.
-
-    Everything goes to a temporary sibling first and is renamed into place, so an
-    interrupted save never leaves a half-written model where ``predict`` would look.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
     info = ModelInfo(
         name=config.name,
         path=str(target),
@@ -40,10 +34,31 @@ def save_model_dir(
         max_length=config.model.max_length,
     )
     describe(model.config, info)  # config.json alone says how the model reads its input
+    return write_model_dir(model, tokenizer, config.to_yaml(), metrics, target)
+
+
+def write_model_dir(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_config: str,
+    metrics: dict[str, Any],
+    target: Path,
+) -> Path:
+    """Write ``model`` (its config as it is), ``tokenizer``, ``train_config`` (YAML text) and ``metrics``.
+
+    Everything goes to a temporary sibling first and is renamed into place, so an
+    interrupted save never leaves a half-written model where ``predict`` would look.
+
+    >>> write_model_dir(model, tokenizer, "name: x\n", {}, Path("models/x"))  # doctest: +SKIP
+    PosixPath('models/x')
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
     try:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        (staging / "train_config.yaml").write_text(config.to_yaml())
+        (staging / "train_config.yaml").write_text(train_config)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         check_model_dir(staging)
         if target.exists():

@@ -13,9 +13,7 @@ import argparse
 import copy
 import json
 import math
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,22 +21,15 @@ from typing import Any
 import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from transformers import (
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-    BertConfig,
-    BertForTokenClassification,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    get_scheduler,
-)
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
 from inference.inputs import InputBuilder
-from inference.model import CONFIG_KEY, check_model_dir
+from inference.model import CONFIG_KEY
 from inference.speakers import TAGS, SpeakerExtractor, describe_speaker_model
 from training.config import OptimConfig, TrackingConfig, apply_overrides, flatten, resolve_inheritance
 from training.loop import LengthGroupedBatches, seed_everything
-from training.modeling import TINY, resolve_base, tiny_model, tiny_tokenizer
+from training.modeling import build_model
+from training.save import write_model_dir
 from training.speakers_data import (
     IGNORE,
     SpeakerExample,
@@ -112,25 +103,7 @@ def build_token_model(
     config: SpeakerModel, texts: list[str]
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A fresh SOURCE/CUE tagger on the configured encoder, and its tokenizer."""
-    id2label = dict(enumerate(TAGS))
-    label2id = {t: i for i, t in id2label.items()}
-    if config.base == TINY:
-        tokenizer = tiny_tokenizer(texts)
-        shape = tiny_model(len(tokenizer), config.max_length, config.dropout).config.to_dict()
-        shape |= {"id2label": id2label, "label2id": label2id}
-        return BertForTokenClassification(BertConfig(**shape)), tokenizer
-    folder = resolve_base(config.base)
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModelForTokenClassification.from_pretrained(
-        folder,
-        local_files_only=True,
-        use_safetensors=True,
-        num_labels=len(TAGS),
-        id2label=id2label,
-        label2id=label2id,
-        hidden_dropout_prob=config.dropout,
-    )
-    return model, tokenizer
+    return build_model(config.base, config.max_length, config.dropout, texts, labels=TAGS, head="token")
 
 
 def encode_pairs(examples: list[SpeakerExample], build: InputBuilder) -> list[dict[str, list[int]]]:
@@ -239,30 +212,10 @@ def save_speaker_model(
     target: Path,
 ) -> Path:
     """Write the folder ``SpeakerExtractor.load`` reads; it appears only when complete."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
     section = describe_speaker_model(config.name, config.model.base, config.model.max_length)
     setattr(model.config, CONFIG_KEY, section)
-    try:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        (staging / "train_config.yaml").write_text(
-            yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-        )
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        check_model_dir(staging)
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            target.rename(retired / target.name)
-            staging.rename(target)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    train_config = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    return write_model_dir(model, tokenizer, train_config, metrics, target)
 
 
 def _fit(
