@@ -1,17 +1,20 @@
 """The HTTP API: its schemas, routes and error handlers, and the app factory.
 
-Run it with ``claimlens serve --model DIR`` or, reading the environment only,
-``CLAIMLENS_MODEL=DIR uvicorn --factory inference.app:app_from_env``. The model is loaded
-in the lifespan, before the first request is accepted: a model that cannot load fails the
-start-up (uvicorn exits non-zero) instead of serving 503s forever.
+Run it with ``claimlens serve --model DIR [--speakers DIR]`` or, reading the environment
+only, ``CLAIMLENS_MODEL=DIR uvicorn --factory inference.app:app_from_env``. The model (and
+the speaker model, when one is configured) is loaded in the lifespan, before the first
+request is accepted: a model that cannot load fails the start-up (uvicorn exits non-zero)
+instead of serving 503s forever.
 """
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Annotated, Any, Self
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -34,12 +37,16 @@ from inference.middleware import (
 from inference.model import ModelInfo
 from inference.page import PAGE_PATHS, page_router
 from inference.predict import Classifier, Prediction, split_article
+from inference.sentences import Sentence
 from inference.settings import Settings, load_settings
+from inference.speakers import Attribution, SpeakerExtractor, read_speaker_config
 
 log = logging.getLogger("claimlens.server")
 
 #: Builds the classifier from a model directory (tests pass their own).
 Loader = Callable[[str], Classifier]
+#: Builds the speaker extractor from a speaker model directory.
+SpeakerLoader = Callable[[str], SpeakerExtractor]
 
 
 class ModelLoadError(RuntimeError):
@@ -78,10 +85,26 @@ class PredictionOut(BaseModel):
     )
 
 
+class ArticleSpanOut(BaseModel):
+    text: str
+    start: int = Field(description="offset in the article: text == article[start:end]")
+    end: int
+
+
 class SentenceOut(PredictionOut):
     sentence: str
     start: int
     end: int
+    # Null for `other` sentences, where no speaker or cue was found, and without a speaker model.
+    speaker: ArticleSpanOut | None = Field(None, description="who made the assertion")
+    cue: ArticleSpanOut | None = Field(None, description='the words that report it ("said", "denied")')
+    speaker_type: Literal["official", "non_official"] | None = None
+    speaker_in_previous: bool | None = Field(
+        None, description="the speaker stands in the previous sentence (or its quotation goes on here)"
+    )
+    antecedent: ArticleSpanOut | None = Field(
+        None, description='the earlier speaker a pointing-back speaker ("they", "the official") stands for'
+    )
 
 
 class ClassifyOut(BaseModel):
@@ -94,6 +117,12 @@ class AnalyzeOut(BaseModel):
     sentences: list[SentenceOut]
 
 
+class SpeakerModelOut(BaseModel):
+    name: str
+    base_model: str
+    max_length: int
+
+
 class ModelOut(BaseModel):
     name: str
     labels: list[str]
@@ -103,10 +132,13 @@ class ModelOut(BaseModel):
     backend: str
     config_digest: str
     metrics: dict[str, Any]
+    speaker_model: SpeakerModelOut | None = Field(
+        None, description="the speaker model /v1/analyze uses; null: none is loaded"
+    )
 
 
 class HealthOut(BaseModel):
-    status: str = Field(description='"ok", or "loading" until the model is ready')
+    status: str = Field(description='"ok", or "loading" until the model (and speaker model) is ready')
 
 
 class ErrorOut(BaseModel):
@@ -147,7 +179,7 @@ _ERRORS = {
     413: "the body is larger than the server accepts",
     422: "invalid request: the message says which field and why",
     500: "unexpected error; the answer carries a request id",
-    503: "the model is not loaded yet, the server is busy or shutting down (see Retry-After)",
+    503: "a model is not loaded yet, the server is busy or shutting down (see Retry-After)",
 }
 
 
@@ -185,6 +217,24 @@ class ServedModel:
             raise HTTPException(503, "the request timed out in the queue", {"Retry-After": "1"}) from None
 
 
+@dataclass(frozen=True)
+class ServedSpeakers:
+    """The loaded speaker model (``app.state.speakers``) and what its folder says about it."""
+
+    extractor: SpeakerExtractor
+    info: SpeakerModelOut
+    # One article at a time: concurrent forward passes would only fight over the same cores.
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    def _extract(self, sentences: list[Sentence], labels: list[str]) -> list[Attribution | None]:
+        with self.lock:
+            return self.extractor.extract(sentences, labels)
+
+    async def extract(self, sentences: list[Sentence], labels: list[str]) -> list[Attribution | None]:
+        """Each sentence's attribution (None for ``other`` and where none was found), off the loop."""
+        return await run_in_threadpool(self._extract, sentences, labels)
+
+
 def default_loader(settings: Settings) -> Loader:
     """``Classifier.load`` with the settings' backend, quantisation and threads."""
     return partial(
@@ -206,21 +256,52 @@ def load_model(settings: Settings, loader: Loader) -> ServedModel:
     return ServedModel(classifier, batcher, settings.request_timeout_s)
 
 
+def load_speakers(settings: Settings, loader: SpeakerLoader) -> ServedSpeakers | None:
+    """The configured speaker model (None without one); ``ModelLoadError`` says why it could not load."""
+    path = settings.speaker_model_dir
+    if path is None:
+        return None
+    try:
+        extractor = loader(path)
+        info = SpeakerModelOut.model_validate(read_speaker_config(Path(path)))
+    except Exception as err:
+        log.error("cannot load the speaker model in %s: %s", path, err)
+        raise ModelLoadError(f"cannot load the speaker model in {path}: {err}") from err
+    log.info("speaker model %s loaded", path)
+    return ServedSpeakers(extractor, info)
+
+
+def load_models(
+    settings: Settings, loader: Loader, speaker_loader: SpeakerLoader
+) -> tuple[ServedModel, ServedSpeakers | None]:
+    """The classifier, then the speaker model; if the second cannot load, the first is stopped."""
+    model = load_model(settings, loader)
+    try:
+        return model, load_speakers(settings, speaker_loader)
+    except BaseException:
+        model.batcher.close(settings.shutdown_timeout_s)
+        raise
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the model before the first request; stop its batcher after the last one."""
+    """Load the models before the first request; stop the batcher after the last one."""
     settings: Settings = app.state.settings
     try:
-        model = await run_in_threadpool(load_model, settings, app.state.loader)
+        model, speakers = await run_in_threadpool(
+            load_models, settings, app.state.loader, app.state.speaker_loader
+        )
     except ModelLoadError as err:
         app.state.startup_error = str(err)  # for run_server's last word
         raise
-    app.state.model = model
+    app.state.speakers = speakers
+    app.state.model = model  # last: /health says ok only once both are in place
     try:
         yield
     finally:
         await run_in_threadpool(model.batcher.close, settings.shutdown_timeout_s)
         app.state.model = None
+        app.state.speakers = None
 
 
 async def served_model(request: Request) -> ServedModel:
@@ -234,6 +315,17 @@ async def served_model(request: Request) -> ServedModel:
 ReadyModel = Annotated[ServedModel, Depends(served_model)]
 
 
+async def served_speakers(request: Request) -> ServedSpeakers | None:
+    """The speaker model ``/v1/analyze`` takes: None when none is configured, 503 until it is loaded."""
+    speakers: ServedSpeakers | None = request.app.state.speakers
+    if speakers is None and request.app.state.settings.speaker_model_dir is not None:
+        raise HTTPException(503, "the speaker model is not loaded yet", {"Retry-After": "5"})
+    return speakers
+
+
+ReadySpeakers = Annotated[ServedSpeakers | None, Depends(served_speakers)]
+
+
 # ---------------------------------------------------------------- routes
 
 status_router = APIRouter()
@@ -242,10 +334,10 @@ status_router = APIRouter()
 @status_router.get(
     "/health",
     response_model=HealthOut,
-    responses={503: {"model": HealthOut, "description": "the model is not loaded yet"}},
+    responses={503: {"model": HealthOut, "description": "a model is not loaded yet"}},
 )
 async def health(request: Request, response: Response) -> HealthOut:
-    """Open to all (no API key): 200 once the model is loaded."""
+    """Open to all (no API key): 200 once the model (and the speaker model, if any) is loaded."""
     if request.app.state.model is None:
         response.status_code = 503
         return HealthOut(status="loading")
@@ -253,8 +345,8 @@ async def health(request: Request, response: Response) -> HealthOut:
 
 
 @status_router.get("/v1/model", response_model=ModelOut, responses=errors(401, 500, 503))
-async def model_info(request: Request, model: ReadyModel) -> ModelOut:
-    """The served model: its name, labels, settings, backend and metrics."""
+async def model_info(request: Request, model: ReadyModel, speakers: ReadySpeakers) -> ModelOut:
+    """The served model: its name, labels, settings, backend and metrics; and the speaker model."""
     info = model.info
     return ModelOut(
         name=info.name,
@@ -265,11 +357,27 @@ async def model_info(request: Request, model: ReadyModel) -> ModelOut:
         backend=request.app.state.settings.backend_name,
         config_digest=info.config_digest,
         metrics={k: info.metrics.get(k) for k in ("best_epoch", "dev", "test")},
+        speaker_model=speakers.info if speakers else None,
     )
 
 
 def _out(p: Prediction) -> dict[str, Any]:
     return {"label": p.label, "score": p.score, "scores": p.scores, "truncated": p.truncated}
+
+
+_UNATTRIBUTED = dict.fromkeys(("speaker", "cue", "speaker_type", "speaker_in_previous", "antecedent"))
+
+
+async def _attributions(
+    speakers: ServedSpeakers | None, sentences: list[Sentence], predictions: list[Prediction]
+) -> list[dict[str, Any]]:
+    """Each sentence's speaker, cue, speaker type, ``speaker_in_previous`` and antecedent, or nulls."""
+    found = (
+        await speakers.extract(sentences, [p.label for p in predictions])
+        if speakers
+        else [None] * len(sentences)
+    )
+    return [asdict(a) if a else dict(_UNATTRIBUTED) for a in found]
 
 
 # About 1.5 s of CPU each for MiniLM on 2 cores (benchmarks/explain.py): one request may not
@@ -322,7 +430,8 @@ def prediction_router(settings: Settings) -> APIRouter:
     router = APIRouter()
     failures = errors(400, 401, 413, 422, 500, 503)
 
-    # exclude_none: an unasked-for explanation is left out, not sent as null.
+    # exclude_none (exclude_unset for analyze, whose speaker fields are null when none was found):
+    # an unasked-for explanation is left out, not sent as null.
     @router.post(
         "/v1/classify", response_model=ClassifyOut, responses=failures, response_model_exclude_none=True
     )
@@ -335,10 +444,11 @@ def prediction_router(settings: Settings) -> APIRouter:
         return ClassifyOut.model_validate({"model": model.info.name, "predictions": rows})
 
     @router.post(
-        "/v1/analyze", response_model=AnalyzeOut, responses=failures, response_model_exclude_none=True
+        "/v1/analyze", response_model=AnalyzeOut, responses=failures, response_model_exclude_unset=True
     )
-    async def analyze(body: AnalyzeIn, model: ReadyModel) -> AnalyzeOut:
-        """Split an article into sentences and label each, the previous one as its context."""
+    async def analyze(body: AnalyzeIn, model: ReadyModel, speakers: ReadySpeakers) -> AnalyzeOut:
+        """Split an article into sentences and label each, the previous one as its context; with a
+        speaker model, give each claim, denial and official_statement its speaker and cue."""
         sentences = await run_in_threadpool(split_article, body.text)  # up to 100k chars: off the loop
         if len(sentences) > settings.max_sentences:
             raise HTTPException(
@@ -349,9 +459,10 @@ def prediction_router(settings: Settings) -> APIRouter:
         contexts = previous_sentences(texts)
         predictions = await model.predict(texts, contexts)
         extra = await _explanations(model, body.explain, texts, contexts, predictions)
+        who = await _attributions(speakers, sentences, predictions)
         rows = [
-            {"sentence": s.text, "start": s.start, "end": s.end, **_out(p), **e}
-            for s, p, e in zip(sentences, predictions, extra, strict=True)
+            {"sentence": s.text, "start": s.start, "end": s.end, **_out(p), **w, **e}
+            for s, p, w, e in zip(sentences, predictions, who, extra, strict=True)
         ]
         return AnalyzeOut.model_validate({"model": model.info.name, "sentences": rows})
 
@@ -417,8 +528,12 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(RequestIdMiddleware)
 
 
-def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
-    """Build the app; its lifespan loads the model (with ``loader``, default ``Classifier.load``).
+def create_app(
+    settings: Settings, loader: Loader | None = None, speaker_loader: SpeakerLoader | None = None
+) -> FastAPI:
+    """Build the app; its lifespan loads the model (with ``loader``, default ``Classifier.load``)
+    and the speaker model of ``settings.speaker_model_dir`` (``speaker_loader``, default
+    ``SpeakerExtractor.load``).
 
     >>> app = create_app(Settings(model_dir="models/quickstart", backend="onnx", quantize="int8"))
     >>> sorted(route.path for route in app.routes if route.path.startswith("/v1"))
@@ -432,7 +547,9 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.loader = loader or default_loader(settings)
+    app.state.speaker_loader = speaker_loader or SpeakerExtractor.load
     app.state.model = None
+    app.state.speakers = None
     app.include_router(status_router)
     app.include_router(prediction_router(settings))
     app.include_router(page_router())

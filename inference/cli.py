@@ -101,6 +101,19 @@ def _why(explanation: Any) -> str:
     return ", ".join(words) or "no single word raised it"
 
 
+def _who(a: Any) -> str:
+    """An attribution in words: ``They → a NATO official (official), cue "added"``."""
+    words = " ".join(a.speaker.text.split()) if a.speaker else "?"
+    if a.antecedent:
+        words += f" → {' '.join(a.antecedent.text.split())}"
+    notes = [a.speaker_type.replace("_", "-")] if a.speaker_type else []
+    if a.speaker_in_previous:
+        notes.append("in the previous sentence")
+    if notes:
+        words += f" ({'; '.join(notes)})"
+    return words + (f', cue "{" ".join(a.cue.text.split())}"' if a.cue else "")
+
+
 def _table(results: list[Any], out: TextIO, colour: bool) -> None:
     width = max(len(label) for label in COLOURS)
     for r in results:
@@ -108,38 +121,67 @@ def _table(results: list[Any], out: TextIO, colour: bool) -> None:
         if colour:
             label = f"\033[{COLOURS[r.label]}m{label}\033[0m"
         out.write(f"{label}  {r.score:5.2f}  {r.sentence}\n")
+        if r.attribution is not None:
+            out.write(f"{'':<{width}}  who:  {_who(r.attribution)}\n")
         if r.explanation is not None:
             out.write(f"{'':<{width}}  why:  {_why(r.explanation)}\n")
 
 
+SPEAKER_FIELDS = ("speaker", "cue", "speaker_type", "speaker_in_previous", "antecedent")
+SPEAKER_COLUMNS = ["speaker", "speaker_type", "speaker_in_previous", "antecedent", "cue"]
+
+
+def _speaker_fields(r: Any) -> dict[str, Any]:
+    """A sentence's speaker, cue (``{text, start, end}`` in article offsets) and the rest, or nulls."""
+    from dataclasses import asdict
+
+    return asdict(r.attribution) if r.attribution is not None else dict.fromkeys(SPEAKER_FIELDS)
+
+
+def _jsonl_row(r: Any, speakers: bool) -> dict[str, Any]:
+    row = {
+        "sentence": r.sentence,
+        "start": r.start,
+        "end": r.end,
+        "label": r.label,
+        "score": r.score,
+        "scores": r.scores,
+        "truncated": r.truncated,
+    }
+    return row | (_speaker_fields(r) if speakers else {}) | _explanation(r)
+
+
+def _speaker_cells(r: Any) -> list[str]:
+    """The CSV cells of ``SPEAKER_COLUMNS``: span texts, type, true/false; empty without an attribution."""
+    a = r.attribution
+    if a is None:
+        return [""] * len(SPEAKER_COLUMNS)
+    texts = [span.text if span else "" for span in (a.speaker, a.antecedent, a.cue)]
+    return [texts[0], a.speaker_type or "", str(a.speaker_in_previous).lower(), texts[1], texts[2]]
+
+
+def _write_csv(results: list[Any], out: TextIO, speakers: bool, explain: bool) -> None:
+    writer = csv.writer(out)
+    extra = SPEAKER_COLUMNS if speakers else []
+    writer.writerow(["start", "end", "label", "score", *extra, "sentence"] + (["why"] if explain else []))
+    for r in results:
+        who = _speaker_cells(r) if speakers else []
+        why = [_why(r.explanation)] if r.explanation is not None else []
+        writer.writerow([r.start, r.end, r.label, f"{r.score:.4f}", *who, r.sentence, *why])
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    results = _load(args).analyze(text, explain=args.explain)
+    results = _load(args).analyze(text, explain=args.explain, speakers=args.speakers)
+    speakers = args.speakers is not None
     if args.format == "table":
         colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
         _table(results, sys.stdout, colour)
     elif args.format == "jsonl":
         for r in results:
-            print(
-                json.dumps(
-                    {
-                        "sentence": r.sentence,
-                        "start": r.start,
-                        "end": r.end,
-                        "label": r.label,
-                        "score": r.score,
-                        "scores": r.scores,
-                        "truncated": r.truncated,
-                    }
-                    | _explanation(r)
-                )
-            )
+            print(json.dumps(_jsonl_row(r, speakers)))
     else:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["start", "end", "label", "score", "sentence"] + (["why"] if args.explain else []))
-        for r in results:
-            why = [_why(r.explanation)] if r.explanation is not None else []
-            writer.writerow([r.start, r.end, r.label, f"{r.score:.4f}", r.sentence, *why])
+        _write_csv(results, sys.stdout, speakers, args.explain)
     return 0
 
 
@@ -187,6 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # from argv (which `ps` shows to everyone).
     flags = {
         "model_dir": args.model,
+        "speaker_model_dir": args.speakers,
         "api_keys_file": args.api_keys_file,
         "backend": args.backend,
         "quantize": args.quantize,
@@ -279,13 +322,7 @@ def _report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="claimlens", description="Label news sentences as claim, denial, official_statement or other."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    runtime = _runtime_options()
-
+def _add_predict(sub: Any, runtime: argparse.ArgumentParser) -> None:
     p = sub.add_parser("predict", parents=[runtime], help="classify sentences given as arguments or as JSONL")
     p.add_argument(
         "--model", required=True, help="a model directory (e.g. models/quickstart) or models:/NAME@ALIAS"
@@ -299,14 +336,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_analyze(sub: Any, runtime: argparse.ArgumentParser) -> None:
     p = sub.add_parser("analyze", parents=[runtime], help="split an article into sentences and label each")
     p.add_argument("--model", required=True)
     p.add_argument("--format", choices=["table", "jsonl", "csv"], default="table")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     p.add_argument("--explain", action="store_true", help="show the words behind each label")
+    p.add_argument(
+        "--speakers",
+        metavar="DIR",
+        help="a speaker model directory (e.g. models/speakers): add each claim, denial and "
+        "official_statement's speaker and cue",
+    )
     p.add_argument("file", help="a text file, or - for standard input")
     p.set_defaults(func=cmd_analyze)
 
+
+def _add_evaluate(sub: Any, runtime: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "evaluate", parents=[runtime], help="accuracy, macro-F1, per-class scores and confusion matrix"
     )
@@ -319,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     _report_options(p)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_export(sub: Any) -> None:
     p = sub.add_parser("export", help="export a model directory to ONNX, optionally quantised to int8")
     p.add_argument("--model", required=True)
     p.add_argument("--format", choices=["onnx"], default="onnx")
@@ -331,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_export)
 
+
+def _add_batch(sub: Any) -> None:
     p = sub.add_parser("batch", help="label a CSV/JSONL/Parquet file or folder with Spark into Parquet")
     p.add_argument("--model", required=True, help="a model directory, or models:/NAME@ALIAS from MLflow")
     p.add_argument("--input", required=True, help="a .csv, .jsonl or .parquet file, or a folder of them")
@@ -349,10 +400,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_batch)
 
+
+def _add_serve(sub: Any, runtime: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "serve", parents=[runtime], help="serve the HTTP endpoint (flags override CLAIMLENS_* variables)"
     )
     p.add_argument("--model", help="a model directory (default: $CLAIMLENS_MODEL)")
+    p.add_argument(
+        "--speakers",
+        metavar="DIR",
+        help="a speaker model directory for speaker and cue in /v1/analyze (default: "
+        "$CLAIMLENS_SPEAKER_MODEL, else none)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="info")
@@ -367,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_serve)
 
+
+def _add_promote(sub: Any) -> None:
     p = sub.add_parser(
         "promote",
         help="point a registry alias at a version if its test macro-F1 beats the alias's current one",
@@ -378,6 +439,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="move the alias whatever the figures say")
     p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     p.set_defaults(func=cmd_promote)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``claimlens`` parser: one subcommand per ``_add_*`` function.
+
+    >>> build_parser().parse_args(["analyze", "--model", "models/default", "a.txt"]).format
+    'table'
+    """
+    parser = argparse.ArgumentParser(
+        prog="claimlens", description="Label news sentences as claim, denial, official_statement or other."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    runtime = _runtime_options()
+    _add_predict(sub, runtime)
+    _add_analyze(sub, runtime)
+    _add_evaluate(sub, runtime)
+    _add_export(sub)
+    _add_batch(sub)
+    _add_serve(sub, runtime)
+    _add_promote(sub)
     return parser
 
 

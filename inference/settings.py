@@ -16,6 +16,12 @@ from inference.backends import BACKENDS, QUANTIZE, check_choice
 
 PREFIX = "CLAIMLENS_"
 MODEL_VARIABLE = "CLAIMLENS_MODEL"
+SPEAKER_MODEL_VARIABLE = "CLAIMLENS_SPEAKER_MODEL"
+# Fields read from a variable named otherwise than PREFIX + FIELD, and the flag that sets each.
+_ALIASES = {
+    "model_dir": (MODEL_VARIABLE, "--model"),
+    "speaker_model_dir": (SPEAKER_MODEL_VARIABLE, "--speakers"),
+}
 SECRET_FIELDS = frozenset({"api_keys"})
 
 
@@ -23,7 +29,8 @@ class Settings(BaseSettings):
     """How the server runs; every limit is checked before the model sees a request.
 
     ``api_keys``: when any are set, every route but ``/health`` needs ``Authorization:
-    Bearer <key>``. ``cors_origins``: browser origins allowed to call the API (none by
+    Bearer <key>``. ``speaker_model_dir``: a speaker model (``inference.speakers``) loaded
+    beside the classifier, for the speaker and cue of each attributed sentence. ``cors_origins``: browser origins allowed to call the API (none by
     default). ``batch_wait_ms``: how long the micro-batcher waits to gather concurrent
     requests (0 turns micro-batching off: each request is its own forward pass).
 
@@ -41,6 +48,12 @@ class Settings(BaseSettings):
     )
 
     model_dir: str = Field(validation_alias=MODEL_VARIABLE, min_length=1, description="a model directory")
+    speaker_model_dir: str | None = Field(
+        default=None,
+        validation_alias=SPEAKER_MODEL_VARIABLE,
+        min_length=1,
+        description="a speaker model directory: adds speaker and cue to /v1/analyze (default: none)",
+    )
     backend: str = "torch"
     quantize: str = "none"
     threads: int | None = Field(default=None, ge=1, description="model threads (default: the usable cores)")
@@ -134,10 +147,12 @@ def _explain(error: Any, overrides: dict[str, Any]) -> str:
     if not error["loc"]:
         return message
     field = str(error["loc"][0])
-    if field == MODEL_VARIABLE or field == "model_dir":
-        where = "model_dir" if "model_dir" in overrides else MODEL_VARIABLE
+    name = next((n for n, (variable, _) in _ALIASES.items() if field in (n, variable)), None)
+    if name is not None:
+        variable, flag = _ALIASES[name]
+        where = name if name in overrides else variable
         if error["type"] == "missing":
-            return f"set {MODEL_VARIABLE} (or claimlens serve --model) to a model directory"
+            return f"set {variable} (or claimlens serve {flag}) to a model directory"
     else:
         where = field if field in overrides else f"{PREFIX}{field.upper()}"
     # Our own checks say what they got; pydantic's type and range checks do not.

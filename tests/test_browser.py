@@ -1,9 +1,9 @@
 """The article page in a real browser: Debian's /usr/bin/chromium, driven by Playwright, against the
 real server (``make test-browser``; .ci/run installs both, this file installs nothing).
 
-Every sentence, label, colour, count, filter and download is checked against the library's own
-``Classifier.analyze`` on the same text; every request must stay on the server's origin and no
-console or page error may happen beyond the ones a test provokes on purpose.
+Every sentence, label, colour, count, filter, speaker, cue and download is checked against the
+library's own ``Classifier.analyze`` on the same text; every request must stay on the server's
+origin and no console or page error may happen beyond the ones a test provokes on purpose.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ import pytest
 from benchmarks.harness import run_server
 from inference.labels import LABELS
 from inference.predict import Classifier, SentencePrediction, split_article
+from tests.conftest import HOSTILE_SPEAKER, SPEAKER_ARTICLE
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Response, Route
@@ -51,7 +52,7 @@ PALETTE = {
 }
 CSV_COLUMNS = [
     "index", "start", "end", "label", "score", *(f"score_{label}" for label in LABELS),
-    "truncated", "speaker", "speaker_type", "cue", "sentence",
+    "truncated", "speaker", "speaker_type", "speaker_in_previous", "antecedent", "cue", "sentence",
 ]  # fmt: skip
 HOSTILE = (
     'The army said <script>window.__pwned = 1; document.title = "pwned"</script> it was calm. '
@@ -459,3 +460,74 @@ def test_behind_an_api_key(browser, keyed_server):
         assert page.input_value("#api-key") == KEY
         assert analyze(page, text) == 200
         seen.check(expected_statuses=(401,))
+
+
+# Per row: the speaker and cue marked in its text, and its "who" lines.
+WHO_JS = """rows => rows.map(r => ({
+    speakerMarks: [...r.querySelectorAll('.text .mark-speaker')].map(n => n.textContent),
+    cueMarks: [...r.querySelectorAll('.text .mark-cue')].map(n => n.textContent),
+    speaker: r.querySelector('.meta-speaker')?.textContent ?? null,
+    cue: r.querySelector('.meta-cue')?.textContent ?? null,
+}))"""
+
+
+@pytest.fixture(scope="module")
+def speaker_server(official_model_dir: Path, tiny_speaker_model_dir: Path) -> Iterator[str]:
+    """Every sentence official_statement, and the tiny lookup tagger as the speaker model."""
+    with run_server(official_model_dir, ["--speakers", str(tiny_speaker_model_dir)]) as running:
+        yield running.base
+
+
+def test_the_servers_speakers_and_cues_are_shown_and_downloaded(
+    browser, speaker_server, official_model_dir, tiny_speaker_model_dir
+):
+    want = Classifier.load(official_model_dir).analyze(SPEAKER_ARTICLE, speakers=tiny_speaker_model_dir)
+    assert [bool(w.attribution) for w in want] == [True, True, False]
+    with open_page(browser, speaker_server) as seen:
+        page = seen.page
+        assert analyze(page, SPEAKER_ARTICLE) == 200
+        shown = page.eval_on_selector_all("#sentences > li", WHO_JS)
+        assert shown == [
+            # Marked inside the sentence where they stand, at the server's article offsets.
+            {
+                "speakerMarks": ["Commander Zorblatov"],
+                "cueMarks": ["said"],
+                "speaker": "SpeakerCommander Zorblatovofficial",
+                "cue": "Cuesaid",
+            },
+            # Named in the previous sentence: listed under this one, marked only where it stands.
+            {
+                "speakerMarks": [],
+                "cueMarks": [],
+                "speaker": "SpeakerCommander Zorblatovofficialin the previous sentence",
+                "cue": "Cuesaid",
+            },
+            {"speakerMarks": [], "cueMarks": [], "speaker": None, "cue": None},
+        ]
+        data = json.loads(download(page, "#download-json"))
+        fields = ("speaker", "cue", "speaker_type", "speaker_in_previous", "antecedent")
+        assert [{k: s[k] for k in fields} for s in data["sentences"]] == [
+            asdict(w.attribution) if w.attribution else dict.fromkeys(fields) for w in want
+        ]
+        table = list(csv.DictReader(io.StringIO(download(page, "#download-csv"), newline="")))
+        columns = ("speaker", "speaker_type", "speaker_in_previous", "antecedent", "cue")
+        assert [tuple(r[c] for c in columns) for r in table] == [
+            ("Commander Zorblatov", "official", "false", "", "said"),
+            ("Commander Zorblatov", "official", "true", "", "said"),
+            ("", "", "", "", ""),
+        ]
+        seen.check()
+
+
+def test_a_hostile_speaker_is_shown_as_text_and_never_runs(browser, speaker_server):
+    text = f"{HOSTILE_SPEAKER} said the bridge was closed."
+    with open_page(browser, speaker_server) as seen:
+        page = seen.page
+        assert analyze(page, text) == 200
+        assert page.evaluate("window.pwned") is None
+        assert page.eval_on_selector_all("#sentences img, #sentences script", "found => found.length") == 0
+        assert marked(page, ".text .mark-speaker") == [HOSTILE_SPEAKER]
+        assert HOSTILE_SPEAKER in (page.text_content(".meta-speaker") or "")
+        assert rows(page)[0]["text"] == text
+        assert not any(url.endswith("/x") for url in seen.requests)  # the <img> never loaded
+        seen.check()

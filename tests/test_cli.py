@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from inference.predict import Classifier
-from tests.conftest import ROOT, SAMPLE
+from tests.conftest import ROOT, SAMPLE, SPEAKER_ARTICLE
 
 
 def run(*args, stdin=None):
@@ -139,4 +139,47 @@ def test_predict_refuses_an_unhashable_doc_with_file_and_line(sharp_context_mode
     proc = run("predict", "--model", sharp_context_model_dir, "--input", src)
     assert proc.returncode == 2
     assert "in.jsonl:2: doc must be a string or an integer, got list" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+COMMANDER = {"text": "Commander Zorblatov", "start": 0, "end": 19}
+SAID = {"text": "said", "start": 20, "end": 24}
+
+
+def test_analyze_with_speakers(official_model_dir, tiny_speaker_model_dir):
+    def analyze(*args):
+        command = ["analyze", "--model", official_model_dir, "--speakers", tiny_speaker_model_dir, *args]
+        proc = run(*command, "-", stdin=SPEAKER_ARTICLE)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    rows = [json.loads(line) for line in analyze("--format", "jsonl").splitlines()]
+    assert [(r["speaker"], r["cue"], r["speaker_type"], r["speaker_in_previous"]) for r in rows] == [
+        (COMMANDER, SAID, "official", False),
+        (COMMANDER, SAID, "official", True),  # named in the previous sentence
+        (None, None, None, None),
+    ]
+    assert all(r["antecedent"] is None for r in rows)
+    for r in rows[:2]:
+        assert SPEAKER_ARTICLE[r["speaker"]["start"] : r["speaker"]["end"]] == r["speaker"]["text"]
+    table = [line.split("who:")[-1].strip() for line in analyze("--color", "never").splitlines()]
+    assert len(table) == 5  # three sentences, two of them with a "who:" line
+    assert table[1] == 'Commander Zorblatov (official), cue "said"'
+    assert table[3] == 'Commander Zorblatov (official; in the previous sentence), cue "said"'
+    csv_out = analyze("--format", "csv").splitlines()
+    header = "start,end,label,score,speaker,speaker_type,speaker_in_previous,antecedent,cue,sentence"
+    assert csv_out[0] == header
+    assert csv_out[1].split(",")[4:9] == ["Commander Zorblatov", "official", "false", "", "said"]
+    assert csv_out[3].split(",")[4:9] == ["", "", "", "", ""]
+    # Without --speakers nothing changes: no speaker fields at all.
+    plain = run("analyze", "--model", official_model_dir, "--format", "jsonl", "-", stdin=SPEAKER_ARTICLE)
+    assert all("speaker" not in json.loads(line) for line in plain.stdout.splitlines())
+
+
+def test_analyze_refuses_a_label_model_as_speakers(tiny_model_dir):
+    proc = run(
+        "analyze", "--model", tiny_model_dir, "--speakers", tiny_model_dir, "-", stdin="Police said so."
+    )
+    assert proc.returncode == 2
+    assert "claimlens analyze: error:" in proc.stderr and "is not a speaker model" in proc.stderr
     assert "Traceback" not in proc.stderr

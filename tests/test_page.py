@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from inference.app import create_app
 from inference.page import FILES, STATIC
 from inference.settings import Settings
+from tests.conftest import HOSTILE_SPEAKER
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "k-page-0123456789abcdef"
@@ -137,6 +138,17 @@ def test_hostile_text_comes_back_as_json_text(tiny_model_dir):
         assert piece in joined
     for s in response.json()["sentences"]:
         assert HOSTILE[s["start"] : s["end"]] == s["sentence"]
+
+
+def test_a_hostile_speaker_comes_back_as_json_text(official_model_dir, tiny_speaker_model_dir):
+    text = f"{HOSTILE_SPEAKER} said the bridge was closed."
+    settings = Settings(model_dir=str(official_model_dir), speaker_model_dir=str(tiny_speaker_model_dir))
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/analyze", json={"text": text})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    (sentence,) = response.json()["sentences"]
+    # The markup is the speaker's text, verbatim; only the page decides how to show it (as text).
+    assert sentence["speaker"] == {"text": HOSTILE_SPEAKER, "start": 0, "end": len(HOSTILE_SPEAKER)}
 
 
 def test_the_wheel_carries_the_page():

@@ -1,9 +1,12 @@
 """The real server: uvicorn on a free loopback port, every route, good and bad input, and a
 model that cannot load stopping it at start-up."""
 
+import queue
 import shutil
 import subprocess
 import sys
+import threading
+from dataclasses import asdict
 
 import httpx
 import pytest
@@ -15,11 +18,24 @@ from inference.inputs import previous_sentences
 from inference.labels import LABELS
 from inference.predict import Classifier, split_article
 from inference.settings import Settings
+from inference.speakers import SpeakerExtractor
+from tests.conftest import SPEAKER_ARTICLE
+
+SPEAKER_FIELDS = ("speaker", "cue", "speaker_type", "speaker_in_previous", "antecedent")
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
     with run_server(tiny_model_dir) as running:
+        yield running.base
+
+
+@pytest.fixture(scope="module")
+def speaker_server(official_model_dir, tiny_speaker_model_dir):
+    # The speaker model from the environment here; the --speakers flag is tried on a broken one below.
+    with run_server(
+        official_model_dir, env={"CLAIMLENS_SPEAKER_MODEL": str(tiny_speaker_model_dir)}
+    ) as running:
         yield running.base
 
 
@@ -35,6 +51,7 @@ def test_health_and_model_info(server):
     assert info["name"] == "unit" and info["labels"] == list(LABELS)
     assert info["base_model"] == "tiny-random" and info["config_digest"].startswith("sha256:")
     assert info["backend"] == "torch" and "dev" in info["metrics"]
+    assert info["speaker_model"] is None
 
 
 def test_classify_keeps_order_and_matches_the_library(server, tiny_model_dir):
@@ -84,6 +101,37 @@ def test_analyze_returns_offsets(server):
     ]
     for s in sentences:
         assert text[s["start"] : s["end"]] == s["sentence"] and s["label"] in LABELS
+
+
+def test_without_a_speaker_model_the_speaker_fields_are_null(server):
+    sentences = httpx.post(f"{server}/v1/analyze", json={"text": SPEAKER_ARTICLE}).json()["sentences"]
+    assert len(sentences) == 3
+    for s in sentences:
+        assert {k: s[k] for k in SPEAKER_FIELDS} == dict.fromkeys(SPEAKER_FIELDS)
+        assert "explanation" not in s  # still left out when not asked for
+
+
+def test_analyze_gives_each_attributed_sentence_its_speaker_and_cue(
+    speaker_server, official_model_dir, tiny_speaker_model_dir
+):
+    assert httpx.get(f"{speaker_server}/health").json() == {"status": "ok"}
+    info = httpx.get(f"{speaker_server}/v1/model").json()
+    assert info["speaker_model"] == {"name": "unit-speakers", "base_model": "tiny-random", "max_length": 64}
+    got = httpx.post(f"{speaker_server}/v1/analyze", json={"text": SPEAKER_ARTICLE}).json()["sentences"]
+    want = Classifier.load(official_model_dir).analyze(SPEAKER_ARTICLE, speakers=tiny_speaker_model_dir)
+    commander = {"text": "Commander Zorblatov", "start": 0, "end": 19}
+    assert [(s["speaker"], s["speaker_in_previous"]) for s in got] == [
+        (commander, False),
+        (commander, True),
+        (None, None),
+    ]
+    for g, w in zip(got, want, strict=True):
+        expected = asdict(w.attribution) if w.attribution else dict.fromkeys(SPEAKER_FIELDS)
+        assert {k: g[k] for k in SPEAKER_FIELDS} == expected
+        assert (g["sentence"], g["label"]) == (w.sentence, w.label)
+        for span in (g["speaker"], g["cue"]):
+            assert span is None or SPEAKER_ARTICLE[span["start"] : span["end"]] == span["text"]
+    assert got[0]["cue"]["text"] == "said" and got[0]["speaker_type"] == "official"
 
 
 def test_openapi_docs(server):
@@ -154,6 +202,52 @@ def test_a_loader_that_fails_fails_the_start_up(tiny_model_dir):
         pass
 
 
+def test_health_is_503_until_the_speaker_model_is_loaded_too(tiny_model_dir, tiny_speaker_model_dir):
+    classifier_loaded, speakers_entered, gate, release = (threading.Event() for _ in range(4))
+
+    def classifier_loader(path: str) -> Classifier:
+        clf = Classifier.load(path)
+        classifier_loaded.set()
+        return clf
+
+    def speaker_loader(path: str) -> SpeakerExtractor:
+        speakers_entered.set()
+        assert gate.wait(60), "the test never let the speaker model load"
+        return SpeakerExtractor.load(path)
+
+    settings = Settings(model_dir=str(tiny_model_dir), speaker_model_dir=str(tiny_speaker_model_dir))
+    app = create_app(settings, loader=classifier_loader, speaker_loader=speaker_loader)
+    answers: queue.Queue[httpx.Response] = queue.Queue()
+
+    def start() -> None:
+        with TestClient(app) as client:  # returns once the lifespan has loaded both
+            answers.put(client.get("/health"))
+            release.wait(60)
+
+    starting = threading.Thread(target=start)
+    starting.start()
+    try:
+        assert speakers_entered.wait(60) and classifier_loaded.is_set()
+        # A client without the lifespan sees the app as the starting one leaves it so far.
+        response = TestClient(app).get("/health")
+        assert response.status_code == 503 and response.json() == {"status": "loading"}
+        gate.set()
+        assert answers.get(timeout=60).json() == {"status": "ok"}
+    finally:
+        gate.set()
+        release.set()
+        starting.join(60)
+
+
+def test_a_speaker_loader_that_fails_fails_the_start_up(tiny_model_dir, tmp_path):
+    settings = Settings(model_dir=str(tiny_model_dir), speaker_model_dir=str(tmp_path))
+    with (
+        pytest.raises(ModelLoadError, match=f"cannot load the speaker model in {tmp_path}: .*incomplete"),
+        TestClient(create_app(settings)),
+    ):
+        pass
+
+
 def _serve(model_dir, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable,
@@ -187,3 +281,10 @@ def test_bad_thread_settings_stop_the_server(tiny_model_dir):
     proc = _serve(tiny_model_dir, "--threads", "0")
     assert proc.returncode == 2
     assert "claimlens serve: error: threads: Input should be greater than or equal to 1" in proc.stderr
+
+
+def test_a_label_model_as_speakers_stops_the_server(tiny_model_dir):
+    proc = _serve(tiny_model_dir, "--speakers", str(tiny_model_dir))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("claimlens serve: error: ") and "is not a speaker model" in last

@@ -268,8 +268,10 @@ def test_settings_from_the_environment(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("CLAIMLENS_API_KEYS_FILE", str(keys))
     monkeypatch.setenv("CLAIMLENS_MAX_QUEUE", "8")
     monkeypatch.setenv("CLAIMLENS_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("CLAIMLENS_SPEAKER_MODEL", "models/speakers")
     settings = load_settings()
-    assert settings.model_dir == str(tiny_model_dir)
+    assert settings.model_dir == str(tiny_model_dir) and settings.speaker_model_dir == "models/speakers"
+    assert load_settings(speaker_model_dir="other").speaker_model_dir == "other"  # `serve --speakers`
     assert settings.api_keys == KEYS and settings.max_queue == 8
     assert settings.cors_origins == ("https://a.example", "https://b.example")
     assert load_settings(max_queue=3, model_dir="other").max_queue == 3  # CLI flags win over the environment
@@ -287,6 +289,7 @@ def test_settings_from_the_environment(tmp_path, tiny_model_dir, monkeypatch):
         ("CLAIMLENS_QUANTIZE", "int8", "quantize=int8 needs backend=onnx"),
         ("CLAIMLENS_API_KEYS_FILE", "/nonexistent/keys", "cannot read the API keys file"),
         ("CLAIMLENS_MODEL", "", "CLAIMLENS_MODEL: String should have at least 1 character"),
+        ("CLAIMLENS_SPEAKER_MODEL", "", "CLAIMLENS_SPEAKER_MODEL: String should have at least 1 character"),
     ],
 )
 def test_bad_settings_name_their_variable(tiny_model_dir, monkeypatch, variable, value, message):
@@ -300,3 +303,5 @@ def test_a_missing_model_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("CLAIMLENS_MODEL", raising=False)
     with pytest.raises(ValueError, match="set CLAIMLENS_MODEL"):
         load_settings()
+    with pytest.raises(ValueError, match="speaker_model_dir: String should have at least 1 character"):
+        load_settings(model_dir="models/default", speaker_model_dir="")

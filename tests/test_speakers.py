@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SHARED, polnear_root
+from conftest import ROOT, SHARED, SPEAKER_ARTICLE, lookup_tagger, polnear_root
 
 from inference.inputs import InputBuilder
+from inference.predict import Classifier, analyze, speaker_extractor
 from inference.sentences import Sentence, split_sentences
 from inference.speaker_type import SpeakerType, official_by_words, remember, speaker_type
 from inference.speakers import TAGS, Attribution, Span, SpeakerExtractor, TaggedSpan, attribution, decode
@@ -412,3 +413,47 @@ def test_seed_article_speakers() -> None:
     assert len(rows) == len(SEED_SPEAKERS)
     for row in rows:
         assert row["ok"], row
+
+
+COMMANDER = Span("Commander Zorblatov", 0, 19)
+SAID = Span("said", 20, 24)
+
+
+def test_analyze_gives_attributed_sentences_their_speaker_and_cue(
+    official_model_dir: Path, tiny_speaker_model_dir: Path
+) -> None:
+    clf = Classifier.load(official_model_dir)  # labels every sentence official_statement
+    plain = clf.analyze(SPEAKER_ARTICLE)
+    assert [s.attribution for s in plain] == [None, None, None]
+    first, second, third = clf.analyze(SPEAKER_ARTICLE, speakers=tiny_speaker_model_dir)
+    assert first.attribution == Attribution(COMMANDER, SAID, "official", False, None)
+    assert SPEAKER_ARTICLE[SAID.start : SAID.end] == "said"
+    # Named one sentence earlier: the speaker and cue stand in the previous sentence, in article offsets.
+    assert second.attribution == Attribution(COMMANDER, SAID, "official", True, None)
+    assert third.attribution is None  # nothing tagged, and no open quotation to go on with
+    assert [(s.sentence, s.label, s.scores) for s in plain] == [
+        (s.sentence, s.label, s.scores) for s in (first, second, third)
+    ]
+
+
+def test_analyze_takes_an_extractor_or_a_cached_directory(
+    official_model_dir: Path, tiny_speaker_model_dir: Path
+) -> None:
+    model, tokenizer = lookup_tagger([SPEAKER_ARTICLE])
+    in_memory = SpeakerExtractor(model, tokenizer, max_length=64)
+    by_object = analyze(SPEAKER_ARTICLE, official_model_dir, speakers=in_memory)
+    by_folder = analyze(SPEAKER_ARTICLE, official_model_dir, speakers=str(tiny_speaker_model_dir))
+    assert [s.attribution for s in by_object] == [s.attribution for s in by_folder]
+    assert by_folder[0].attribution is not None and by_folder[0].attribution.speaker == COMMANDER
+    assert speaker_extractor(tiny_speaker_model_dir) is speaker_extractor(str(tiny_speaker_model_dir))
+    assert speaker_extractor(in_memory) is in_memory and speaker_extractor(None) is None
+
+
+def test_analyze_refuses_what_is_not_a_speaker_model(official_model_dir: Path, tiny_model_dir: Path) -> None:
+    clf = Classifier.load(official_model_dir)
+    with pytest.raises(ValueError, match="is not a speaker model"):
+        clf.analyze(SPEAKER_ARTICLE, speakers=tiny_model_dir)  # a label model
+    with pytest.raises(ValueError, match="does not exist"):
+        analyze(SPEAKER_ARTICLE, official_model_dir, speakers=tiny_model_dir / "missing")
+    with pytest.raises(ValueError, match="speakers must be a SpeakerExtractor or a speaker model directory"):
+        clf.analyze(SPEAKER_ARTICLE, speakers=5)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@
   const MAX_FILE_BYTES = 10 * 1024 * 1024;
   const CSV_COLUMNS = [
     "index", "start", "end", "label", "score", ...LABELS.map((l) => `score_${l}`),
-    "truncated", "speaker", "speaker_type", "cue", "sentence",
+    "truncated", "speaker", "speaker_type", "speaker_in_previous", "antecedent", "cue", "sentence",
   ];
 
   const $ = (id) => document.getElementById(id);
@@ -165,15 +165,16 @@
 
   // [a, b) in the sentence's code points (the API counts code points, as Python does; JS strings
   // count UTF-16 units, so an emoji before a span would shift it). Offsets are the article's, as
-  // the sentence's own start/end are; offsets into the sentence are tried second. With `strict`,
-  // the span's text must match what it points at.
-  function locate(span, sentence, chars, strict) {
+  // the sentence's own start/end are; offsets into the sentence are tried second unless
+  // `articleOnly` (a speaker or cue: one in the previous sentence must not be marked in this one).
+  // With `strict`, the span's text must match what it points at.
+  function locate(span, sentence, chars, strict, articleOnly = false) {
     if (!span || typeof span !== "object") return null;
     const { start, end } = span;
     if (!Number.isInteger(start) || !Number.isInteger(end) || end <= start) return null;
     const text = typeof span.text === "string" ? span.text : null;
     const origin = Number.isInteger(sentence.start) ? sentence.start : 0;
-    const fits = [origin, 0]
+    const fits = (articleOnly ? [origin] : [origin, 0])
       .map((shift) => [start - shift, end - shift])
       .filter(([a, b]) => a >= 0 && b <= chars.length);
     const exact = fits.find(([a, b]) => text !== null && chars.slice(a, b).join("") === text);
@@ -202,9 +203,9 @@
 
   function marksOf(s, chars) {
     const marks = [];
-    const speaker = s.speaker_in_previous ? null : locate(s.speaker, s, chars, true);
+    const speaker = s.speaker_in_previous ? null : locate(s.speaker, s, chars, true, true);
     if (speaker) marks.push({ at: speaker, cls: "mark-speaker", title: "speaker" });
-    const cue = locate(s.cue, s, chars, true);
+    const cue = locate(s.cue, s, chars, true, true);
     if (cue) marks.push({ at: cue, cls: "mark-cue", title: "cue" });
     const tokens = explanationTokens(s.explanation);
     const top = Math.max(0, ...tokens.map((t) => Math.abs(weightOf(t))));
@@ -395,13 +396,16 @@
     return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
   }
 
+  const flag = (value) => (typeof value === "boolean" ? String(value) : "");
+
   function toCsv(sentences) {
     const rows = [CSV_COLUMNS];
     sentences.forEach((s, i) => {
       const scores = s.scores && typeof s.scores === "object" ? s.scores : {};
       rows.push([
         i + 1, s.start, s.end, s.label, s.score, ...LABELS.map((l) => scores[l]),
-        s.truncated ? "true" : "false", spanText(s.speaker), s.speaker_type, spanText(s.cue), s.sentence,
+        s.truncated ? "true" : "false", spanText(s.speaker), s.speaker_type, flag(s.speaker_in_previous),
+        spanText(s.antecedent), spanText(s.cue), s.sentence,
       ]);
     });
     return rows.map((r) => r.map(csvField).join(",")).join("\r\n") + "\r\n";
