@@ -179,3 +179,36 @@ def test_a_half_written_checkpoint_is_never_the_latest(tmp_path):
     (tmp_path / ".staging-x" / "state.json").write_text("{}")
     assert latest_checkpoint(tmp_path) == tmp_path / "epoch-0001"
     assert latest_checkpoint(tmp_path / "missing") is None
+
+
+def _written_state(tmp_path: Path, stored: dict[str, object]) -> Path:
+    """A checkpoint folder whose state says it was written with the config ``stored``."""
+    import hashlib
+
+    folder = tmp_path / "ckpt" / "tiny" / "epoch-0001"
+    folder.mkdir(parents=True)
+    canonical = json.dumps(stored, sort_keys=True, separators=(",", ":"))
+    digest = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    (folder / "state.json").write_text(json.dumps({"format": 1, "config_digest": digest, "config": stored}))
+    return folder
+
+
+def test_a_checkpoint_from_before_a_new_setting_still_resumes_and_a_changed_one_does_not(tmp_path):
+    """Code that gains a setting (at its default) must not strand a long training's checkpoint,
+    while a checkpoint written with another value of any setting is still refused."""
+    from training.checkpoint import load_checkpoint
+    from training.config import load_config
+
+    config = load_config(TINY, [f"train.checkpoint_dir={tmp_path / 'ckpt'}"])
+    older = config.model_dump(mode="json")
+    del older["train"]["checkpoint_every"]  # as if the setting did not exist when it was written
+    folder = _written_state(tmp_path, older)
+    assert load_checkpoint(config).folder == folder
+
+    changed = config.model_dump(mode="json")
+    changed["train"]["epochs"] = config.train.epochs + 1
+    (folder / "state.json").unlink()
+    folder.rmdir()
+    _written_state(tmp_path, changed)
+    with pytest.raises(ValueError, match="train.epochs was"):
+        load_checkpoint(config)

@@ -107,11 +107,21 @@ def load_checkpoint(config: Config) -> Checkpoint:
     state = json.loads((folder / STATE).read_text())
     if state.get("format") != FORMAT:
         raise ValueError(f"checkpoint {folder} has format {state.get('format')!r}, expected {FORMAT}")
-    if state["config_digest"] != config_digest(config):
+    if state["config_digest"] != config_digest(config) and not _same_with_new_defaults(state, config):
         raise ValueError(
             f"checkpoint {folder} was written with another config: {_differences(state, config)}"
         )
     return Checkpoint(folder, state)
+
+
+def _same_with_new_defaults(state: dict[str, Any], config: Config) -> bool:
+    """True when the checkpoint's config, read by today's schema, is ``config``: the code gained
+    settings since it was written (at their defaults, they change nothing), so it still resumes."""
+    try:
+        then = Config.model_validate(state["config"])
+    except ValueError:  # a setting it used no longer exists
+        return False
+    return config_digest(then) == config_digest(config)
 
 
 def _differences(state: dict[str, Any], config: Config) -> str:
