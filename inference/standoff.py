@@ -7,6 +7,15 @@ sentence is ``document_text(root, dataset, doc)[start:end]``. Supported datasets
 - ``newsdiscourse``: ``doc`` is the path under ``newsdiscourse/extracted`` without ``.txt``;
   sentences are the dataset's own ``H``/``S<n>`` lines
 - ``fnc1``: ``doc`` is ``<bodies file stem>/<Body ID>``, e.g. ``train_bodies/712``
+
+Three datasets hold one short document per row (its text: one or more sentences):
+
+- ``emergent``: ``doc`` is ``<csv file stem>/<articleId>``, the row's ``articleHeadline``, e.g.
+  ``url-versions-2015-06-14-clean-train/116a3920-c41c-11e4-883c-a7fa7a3c5066``
+- ``liar``: ``doc`` is ``<tsv file stem>/<statement id>`` (the ID column without ``.json``), the
+  row's statement, e.g. ``train/2635``
+- ``clef2019``: CLEF 2019 CheckThat! task 1 (folder ``clef2019_checkthat_task1``); ``doc`` is
+  ``<folder>/<tsv file stem>/<line_no>``, the line's text, e.g. ``training/20160209_msnbc_dem/12``
 """
 
 from __future__ import annotations
@@ -21,7 +30,13 @@ from inference.labels import check_label
 from inference.records import Example, with_context
 from inference.sentences import Sentence, split_sentences
 
-DATASETS = ("polnear", "newsdiscourse", "fnc1")
+DATASETS = ("polnear", "newsdiscourse", "fnc1", "emergent", "liar", "clef2019")
+# One document per row: the folder under the data root, and the file suffix of its tables.
+TABLES = {
+    "emergent": ("emergent", ".csv"),
+    "liar": ("liar", ".tsv"),
+    "clef2019": ("clef2019_checkthat_task1", ".tsv"),
+}
 _ND_LINE = re.compile(r"^(?:H|S\d+)[ \t]+", re.MULTILINE)
 
 
@@ -30,6 +45,38 @@ def _fnc_bodies(path: Path) -> dict[str, str]:
     csv.field_size_limit(10_000_000)
     with path.open(newline="", encoding="utf-8") as f:
         return {row["Body ID"]: row["articleBody"] for row in csv.DictReader(f)}
+
+
+@lru_cache(maxsize=32)
+def _table(path: Path, dataset: str) -> dict[str, str]:
+    """Row id -> text of one file of a one-document-per-row dataset."""
+    if dataset == "emergent":
+        with path.open(newline="", encoding="utf-8") as f:
+            return {row["articleId"]: row["articleHeadline"] for row in csv.DictReader(f)}
+    # LIAR and CLEF are plain tab-separated lines without quoting: quotes inside a statement
+    # are text, so the csv module's quote handling would merge rows.
+    rows: dict[str, str] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split("\t")
+        if len(fields) < 3:
+            raise ValueError(f"{path}:{lineno}: expected tab-separated id, ..., text columns")
+        key = fields[0].removesuffix(".json") if dataset == "liar" else fields[0]
+        rows[key] = fields[2]
+    return rows
+
+
+def table_documents(root: Path, dataset: str, file: str) -> list[str]:
+    """The document ids of one file of a one-document-per-row dataset, in file order.
+
+    >>> table_documents(Path("../shared/datasets"), "liar", "train")[0]  # doctest: +SKIP
+    'train/2635'
+    """
+    if dataset not in TABLES:
+        raise ValueError(f"{dataset!r} has no per-row documents; expected one of {', '.join(TABLES)}")
+    path = document_path(root, dataset, f"{file}/0")
+    if not path.is_file():
+        raise ValueError(f"{dataset} file {path} not found; is the data root {root} right?")
+    return [f"{file}/{key}" for key in _table(path, dataset)]
 
 
 def document_path(root: Path, dataset: str, doc: str) -> Path:
@@ -42,6 +89,9 @@ def document_path(root: Path, dataset: str, doc: str) -> Path:
         return root / "newsdiscourse" / "extracted" / f"{doc}.txt"
     if dataset == "fnc1":
         return root / "fnc1" / f"{doc.partition('/')[0]}.csv"
+    if dataset in TABLES:
+        folder, suffix = TABLES[dataset]
+        return root / folder / f"{doc.rpartition('/')[0]}{suffix}"
     raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
 
 
@@ -56,6 +106,11 @@ def document_text(root: Path, dataset: str, doc: str) -> str:
         if body is None:
             raise ValueError(f"fnc1 body {doc!r} not found in {path}")
         return body
+    if dataset in TABLES:
+        row = _table(path, dataset).get(doc.rpartition("/")[2])
+        if row is None:
+            raise ValueError(f"{dataset} row {doc!r} not found in {path}")
+        return row
     return path.read_text(encoding="utf-8")
 
 

@@ -6,7 +6,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 
 class _Frozen(BaseModel):
@@ -70,6 +79,19 @@ class TrainConfig(_Frozen):
     )
 
 
+class DistillConfig(_Frozen):
+    """Distillation: a teacher's soft labels over the unlabelled pool join the gold hard labels.
+
+    The student's loss is ``(1 - weight) * CE(gold) + weight * temperature**2 * KL(teacher || student)``
+    at ``temperature`` (training/distill.py). ``soft_labels`` is the file ``python -m
+    training.soft_labels`` writes; None turns distillation off.
+    """
+
+    soft_labels: str | None = Field(default=None, description="teacher_probs.jsonl; None: no distillation")
+    weight: float = Field(default=0.5, ge=0.0, le=1.0, description="alpha: the share of the teacher's term")
+    temperature: float = Field(default=2.0, gt=0.0, description="T: both distributions are softened by it")
+
+
 class TrackingConfig(_Frozen):
     enabled: bool = True
     uri: str | None = Field(default=None, description="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
@@ -86,6 +108,7 @@ class Config(_Frozen):
     model: ModelConfig
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+    distill: DistillConfig | None = None
     tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("name")
@@ -94,6 +117,22 @@ class Config(_Frozen):
         if set(value) <= {"."}:
             raise ValueError("name must not be only dots")
         return value
+
+    @model_validator(mode="after")
+    def _distill_without_aux(self) -> Config:
+        if self.distill and self.distill.soft_labels and self.train.aux_weight:
+            # The auxiliary heads learn from a hard label on every row; a pool row may have none.
+            raise ValueError("distill.soft_labels cannot be combined with train.aux_weight > 0")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_distill(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A config without a distill section dumps (and so digests, logs and checkpoints) exactly
+        # as before the section existed: resuming an older checkpoint still matches.
+        data: dict[str, Any] = handler(self)
+        if self.distill is None:
+            data.pop("distill", None)
+        return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

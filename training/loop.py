@@ -37,6 +37,7 @@ from training.checkpoint import (
 )
 from training.config import Config, flatten
 from training.data import Splits, encode, load_splits
+from training.distill import SOFT, StudentLoss
 from training.distributed import (
     SINGLE,
     Dist,
@@ -51,6 +52,7 @@ from training.modeling import build_model
 from training.multitask import attach_aux_head, aux_loss, detach_aux_head, forward_with_aux
 from training.report import write_reports
 from training.save import save_model_dir
+from training.soft_labels import teacher_params
 from training.tracking import Tracker
 
 
@@ -137,7 +139,7 @@ def _run_epoch(
     live: Live,
     net: torch.nn.Module,
     loader: DataLoader,
-    loss_fn: torch.nn.Module,
+    loss_fn: StudentLoss,
     config: Config,
     desc: str,
     dist: Dist,
@@ -149,8 +151,9 @@ def _run_epoch(
     for batch in bar:
         batch = {k: v.to(dist.device) for k, v in batch.items()}
         labels = batch.pop("labels")
+        soft = batch.pop(SOFT, None)  # teacher probabilities: only in a distillation run
         logits, aux_logits = net(batch)
-        loss = loss_fn(logits, labels)
+        loss = loss_fn(logits, labels, soft)
         if aux_logits is not None:
             loss = loss + config.train.aux_weight * aux_loss(aux_logits, labels)
         loss.backward()
@@ -179,7 +182,8 @@ def fit(
     evaluates dev, logs and checkpoints, and the other ranks return an empty history.
     """
     model.to(dist.device)  # type: ignore[arg-type]  # transformers @wraps(Module.to) hides its signature
-    train_ds = encode(splits.train, tokenizer, config.model.max_length, config.model.context)
+    soft = list(splits.soft) if splits.soft else None
+    train_ds = encode(splits.train, tokenizer, config.model.max_length, config.model.context, soft)
     # Batch order comes from this generator alone, so a checkpoint can restore it exactly.
     generator = torch.Generator().manual_seed(config.seed)
     lengths = [len(ids) for ids in train_ds["input_ids"]]
@@ -187,7 +191,7 @@ def fit(
     loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=DataCollatorWithPadding(tokenizer))
     live = _live(model, config, config.train.epochs * len(loader), generator)
     weights = class_weights(splits.train, config.train.class_weighting)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights).to(dist.device)
+    loss_fn = StudentLoss(weights, config.distill).to(dist.device)
     progress = restore(resume, live) if resume else Progress()
     net = wrap(_Forward(model, aux=bool(config.train.aux_weight)), dist)  # after restore: one state
     record = ShardRecord(dist)
@@ -254,10 +258,13 @@ def train(
     seed_everything(config.seed)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    splits = load_splits(config.data)
+    splits = load_splits(config.data, config.distill)
     # Re-logging identical params is allowed by MLflow, so a resumed run logs them again harmlessly.
     tracker.log_params(flatten(config.model_dump(mode="json")))
     tracker.log_params({f"data_size_{k}": v for k, v in splits.sizes().items()})
+    if config.distill and config.distill.soft_labels:  # what the teacher's labels cover, and whose
+        tracker.log_params({f"data_size_{k}": v for k, v in splits.soft_sizes().items()})
+        tracker.log_params(teacher_params(Path(config.distill.soft_labels)))
     tracker.log_text(json.dumps(splits.counts(), indent=2), "data/label_counts.json")
     tracker.log_text(config.to_yaml(), "train_config.yaml")
 
