@@ -13,6 +13,7 @@ import argparse
 import random
 
 from inference import Classifier
+from inference.inputs import Context
 from inference.readers import load_examples
 
 
@@ -33,7 +34,9 @@ def main() -> None:
     broken = [e for e, b, a in zip(examples, before, after, strict=True) if b.label == e.label != a.label]
     print(f"{args.data} (n={len(examples)}): fixed {len(fixed)}, broken {len(broken)}\n")
     for e, b in random.Random(0).sample(fixed, min(args.show, len(fixed))):
-        print(f"[{e.label}, was {b.label}] previous: {(e.context or '')[-120:]}\n    {e.text[:200]}")
+        print(
+            f"[{e.label}, was {b.label}] previous: {(e.context.previous if isinstance(e.context, Context) else e.context) or ''}\n    {e.text[:200]}"
+        )
 
 
 if __name__ == "__main__":

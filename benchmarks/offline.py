@@ -33,7 +33,7 @@ from benchmarks.table import print_table, write_json
 from inference.backends import ONNX_FILES, default_threads
 from inference.evaluate import compute_metrics
 from inference.export import export_onnx
-from inference.inputs import InputBuilder
+from inference.inputs import Context, InputBuilder
 from inference.model import load_tokenizer_and_info, read_info
 from inference.predict import Classifier
 from inference.readers import load_examples
@@ -71,7 +71,10 @@ def pipeline_path(model_dir: Path, context: bool) -> Run:
     pipe = pipeline("text-classification", model=str(model_dir), tokenizer=str(model_dir), device="cpu")
     if context:  # the pair the model was trained on: sentence, then the one before it ("" if none)
         # truncation=True: a long pair passes BERT's 512 positions and crashes the pipeline otherwise.
-        pairs = lambda rows: [{"text": e.text, "text_pair": e.context or ""} for e in rows]  # noqa: E731
+        def pairs(rows: list[Example]) -> list[dict[str, str]]:
+            before = [e.context.previous if isinstance(e.context, Context) else e.context for e in rows]
+            return [{"text": e.text, "text_pair": b or ""} for e, b in zip(rows, before, strict=True)]
+
         return lambda rows: [r["label"] for r in pipe(pairs(rows), truncation=True)]
     return lambda rows: [r["label"] for r in pipe([e.text for e in rows])]
 

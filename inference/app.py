@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from inference.batching import BatcherClosed, MicroBatcher, QueueFull
-from inference.inputs import previous_sentences
+from inference.inputs import Context, ContextLike
 from inference.labels import LABELS
 from inference.middleware import (
     ApiKeyAuth,
@@ -128,6 +128,8 @@ class ModelOut(BaseModel):
     labels: list[str]
     base_model: str
     context: bool
+    context_before: int = Field(description="with context: how many previous sentences it reads")
+    context_after: int = Field(description="with context: 1 when it reads the next sentence too")
     max_length: int
     backend: str
     config_digest: str
@@ -155,14 +157,25 @@ class _ClassifyRules(_Strict):
 
     sentences: list[StrictStr]
     contexts: list[StrictStr | None] | None = None
+    contexts_after: list[StrictStr | None] | None = None
 
     @model_validator(mode="after")
     def _one_context_per_sentence(self) -> Self:
-        if self.contexts is not None and len(self.contexts) != len(self.sentences):
-            raise ValueError(
-                f"got {len(self.contexts)} contexts for {len(self.sentences)} sentences; give one per sentence"
-            )
+        for name in ("contexts", "contexts_after"):
+            given = getattr(self, name)
+            if given is not None and len(given) != len(self.sentences):
+                where = "" if name == "contexts" else f"{name}: "
+                raise ValueError(
+                    f"{where}got {len(given)} contexts for {len(self.sentences)} sentences; give one per sentence"
+                )
         return self
+
+    def windows(self) -> list[ContextLike] | None:
+        """Each sentence's context as given: the before-part alone, or with its after-part."""
+        if self.contexts_after is None:
+            return list(self.contexts) if self.contexts is not None else None
+        before = self.contexts or [None] * len(self.sentences)
+        return [Context.of(b, a) for b, a in zip(before, self.contexts_after, strict=True)]
 
     @field_validator("sentences")
     @classmethod
@@ -203,9 +216,7 @@ class ServedModel:
     def info(self) -> ModelInfo:
         return self.classifier.info
 
-    async def predict(
-        self, texts: list[str], contexts: Sequence[str | None] | None = None
-    ) -> list[Prediction]:
+    async def predict(self, texts: list[str], contexts: Sequence[ContextLike] | None = None) -> list[Prediction]:
         """The batcher's answer, or the 503 that says why there is none."""
         try:
             return await self.batcher.predict_async(texts, contexts, self.timeout_s)
@@ -353,6 +364,8 @@ async def model_info(request: Request, model: ReadyModel, speakers: ReadySpeaker
         labels=list(LABELS),
         base_model=info.base_model,
         context=info.context,
+        context_before=info.context_before,
+        context_after=info.context_after,
         max_length=info.max_length,
         backend=request.app.state.settings.backend_name,
         config_digest=info.config_digest,
@@ -396,7 +409,7 @@ async def _explanations(
     model: ServedModel,
     asked: bool,
     texts: list[str],
-    contexts: Sequence[str | None] | None,
+    contexts: Sequence[ContextLike] | None,
     predictions: list[Prediction],
 ) -> list[dict[str, Any]]:
     """``{"explanation": ...}`` for each prediction when asked, else ``{}`` (the field is left out)."""
@@ -408,19 +421,27 @@ async def _explanations(
     return [{"explanation": asdict(e)} for e in found]
 
 
+CONTEXTS = (
+    'the sentence before each sentence (null or "": none), one per sentence; for a model that reads more '
+    "(/v1/model context_before) the sentences before, joined with a space; read only by a context model"
+)
+AFTER = (
+    'the sentence after each sentence (null or "": none), one per sentence; read only by a model whose '
+    "window holds the next sentence (/v1/model context_after 1)"
+)
+
+
 def prediction_router(settings: Settings) -> APIRouter:
     """``/v1/classify`` and ``/v1/analyze``, their bodies limited as ``settings`` say."""
     Sentence = Annotated[StrictStr, Field(min_length=1, max_length=settings.max_sentence_chars)]
-    Context = Annotated[StrictStr, Field(max_length=settings.max_sentence_chars)]
+    # A sentence's worth even for a window of several: the model reads only their nearest tokens.
+    ContextText = Annotated[StrictStr, Field(max_length=settings.max_sentence_chars)]
+    most = settings.max_sentences
 
     class ClassifyIn(_ClassifyRules):
         sentences: list[Sentence] = Field(min_length=1, max_length=settings.max_sentences)
-        contexts: list[Context | None] | None = Field(
-            default=None,
-            max_length=settings.max_sentences,
-            description='the sentence before each sentence (null or "": none), one per sentence; '
-            "read only by a model trained with context",
-        )
+        contexts: list[ContextText | None] | None = Field(None, max_length=most, description=CONTEXTS)
+        contexts_after: list[ContextText | None] | None = Field(None, max_length=most, description=AFTER)
         explain: StrictBool = Field(False, description="add each prediction's explanation (slower)")
 
     class AnalyzeIn(_Strict):
@@ -438,8 +459,9 @@ def prediction_router(settings: Settings) -> APIRouter:
     async def classify(body: ClassifyIn, model: ReadyModel) -> ClassifyOut:
         """Label each sentence, in input order; ``contexts`` feed a context model."""
         _check_explain(body.explain, len(body.sentences))
-        predictions = await model.predict(body.sentences, body.contexts)
-        extra = await _explanations(model, body.explain, body.sentences, body.contexts, predictions)
+        contexts = body.windows()
+        predictions = await model.predict(body.sentences, contexts)
+        extra = await _explanations(model, body.explain, body.sentences, contexts, predictions)
         rows = [_out(p) | e for p, e in zip(predictions, extra, strict=True)]
         return ClassifyOut.model_validate({"model": model.info.name, "predictions": rows})
 
@@ -447,8 +469,9 @@ def prediction_router(settings: Settings) -> APIRouter:
         "/v1/analyze", response_model=AnalyzeOut, responses=failures, response_model_exclude_unset=True
     )
     async def analyze(body: AnalyzeIn, model: ReadyModel, speakers: ReadySpeakers) -> AnalyzeOut:
-        """Split an article into sentences and label each, the previous one as its context; with a
-        speaker model, give each claim, denial and official_statement its speaker and cue."""
+        """Split an article into sentences and label each, its neighbours (the model's window) as
+        its context; with a speaker model, give each claim, denial and official_statement its
+        speaker and cue."""
         sentences = await run_in_threadpool(split_article, body.text)  # up to 100k chars: off the loop
         if len(sentences) > settings.max_sentences:
             raise HTTPException(
@@ -456,7 +479,7 @@ def prediction_router(settings: Settings) -> APIRouter:
             )
         _check_explain(body.explain, len(sentences))
         texts = [s.text for s in sentences]
-        contexts = previous_sentences(texts)
+        contexts = model.classifier.contexts(texts)
         predictions = await model.predict(texts, contexts)
         extra = await _explanations(model, body.explain, texts, contexts, predictions)
         who = await _attributions(speakers, sentences, predictions)

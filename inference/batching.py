@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from inference.inputs import ContextLike
 from inference.predict import Classifier, Prediction
 
 
@@ -33,7 +34,7 @@ class BatcherClosed(Exception):
 @dataclass
 class _Job:
     texts: list[str]
-    contexts: list[str | None]
+    contexts: list[ContextLike]
     future: Future[list[Prediction]] = field(default_factory=Future)
     # An async caller's own future, settled on its loop (one wake-up per batch, not per job).
     waiter: asyncio.Future[list[Prediction]] | None = None
@@ -65,7 +66,7 @@ class MicroBatcher:
         self._worker.start()
 
     def submit(
-        self, texts: Sequence[str], contexts: Sequence[str | None] | None = None
+        self, texts: Sequence[str], contexts: Sequence[ContextLike] | None = None
     ) -> Future[list[Prediction]]:
         """Queue ``texts`` and return at once: a future of their predictions.
 
@@ -78,7 +79,7 @@ class MicroBatcher:
     def _enqueue(
         self,
         texts: Sequence[str],
-        contexts: Sequence[str | None] | None,
+        contexts: Sequence[ContextLike] | None,
         waiter: asyncio.Future[list[Prediction]] | None = None,
     ) -> _Job:
         job = _Job(
@@ -95,13 +96,13 @@ class MicroBatcher:
         return job
 
     def predict(
-        self, texts: Sequence[str], contexts: Sequence[str | None] | None = None, timeout: float | None = None
+        self, texts: Sequence[str], contexts: Sequence[ContextLike] | None = None, timeout: float | None = None
     ) -> list[Prediction]:
         """Classify ``texts`` together with whatever other requests arrive meanwhile."""
         return self.submit(texts, contexts).result(timeout)
 
     async def predict_async(
-        self, texts: Sequence[str], contexts: Sequence[str | None] | None = None, timeout: float | None = None
+        self, texts: Sequence[str], contexts: Sequence[ContextLike] | None = None, timeout: float | None = None
     ) -> list[Prediction]:
         """``predict`` for an event loop: waits without a thread; ``TimeoutError`` after
         ``timeout`` seconds, and a request that timed out before its batch began is dropped."""

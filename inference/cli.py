@@ -47,7 +47,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from inference.inputs import previous_sentences
+    from inference.inputs import context_windows
 
     if bool(args.texts) == bool(args.input):
         raise ValueError("give sentences as arguments or --input FILE.jsonl, not both or neither")
@@ -55,8 +55,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows: list[dict[str, Any]] = [{"id": i, "text": t} for i, t in enumerate(args.texts)]
     else:
         rows = [row | {"id": row.get("id", lineno)} for lineno, row in _read_jsonl_inputs(Path(args.input))]
-    # Rows of one doc are read in idx order (file order where a doc has no idx).
-    contexts = previous_sentences(
+    # Rows of one doc are read in idx order (file order where a doc has no idx). The widest
+    # window, found before the model loads (a bad idx fails fast): the model reads its own part.
+    contexts = context_windows(
         [r["text"] for r in rows], [r.get("doc") for r in rows], [r.get("idx") for r in rows]
     )
     # A bar (rate, ETA) for a file on a terminal, or whenever --progress asks for one.
@@ -254,10 +255,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from inference.export import export_onnx
+    from inference.export import Calibration, export_onnx, int8_summary
 
-    path = export_onnx(args.model, quantize=args.quantize, fuse=args.fuse)
+    quantize = args.quantize or ("int8" if args.int8 else "none")  # --int8 alone means int8
+    if args.int8 and quantize != "int8":
+        raise ValueError("--int8 applies only with --quantize int8")
+    given = {
+        "data": args.calibration_data,
+        "data_root": args.data_root,
+        "sentences": args.calibration_sentences,
+        "method": args.calibration_method,
+    }
+    calibration = (
+        Calibration(**{k: v for k, v in given.items() if v is not None})
+        if any(v is not None for v in given.values())
+        else None
+    )
+    path = export_onnx(
+        args.model, quantize=quantize, fuse=args.fuse, int8=args.int8 or "static", calibration=calibration
+    )
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if quantize == "int8":
+        print(int8_summary(path))
     return 0
 
 
@@ -328,7 +347,11 @@ def _add_predict(sub: Any, runtime: argparse.ArgumentParser) -> None:
         "--model", required=True, help="a model directory (e.g. models/quickstart) or models:/NAME@ALIAS"
     )
     p.add_argument("texts", nargs="*", metavar="TEXT")
-    p.add_argument("--input", help="JSONL with id, text and optional doc (rows of a doc in reading order)")
+    p.add_argument(
+        "--input",
+        help="JSONL with id, text and optional doc and idx (a context model reads each row's "
+        "neighbours in its doc, in idx order, or file order without idx)",
+    )
     p.add_argument("--output", help="write JSONL here instead of stdout")
     p.add_argument(
         "--explain", action="store_true", help="add each row's explanation: the words behind its label"
@@ -371,12 +394,29 @@ def _add_export(sub: Any) -> None:
     p = sub.add_parser("export", help="export a model directory to ONNX, optionally quantised to int8")
     p.add_argument("--model", required=True)
     p.add_argument("--format", choices=["onnx"], default="onnx")
-    p.add_argument("--quantize", choices=["none", "int8"], default="none")
+    p.add_argument("--quantize", choices=["none", "int8"], help="default: none (int8 with --int8)")
     p.add_argument(
         "--fuse",
         action="store_true",
         help="fuse attention, LayerNorm and GELU with ONNX Runtime's transformer optimizer first"
         " (slower on the CPUs measured; `python -m benchmarks.onnx_variants` compares on yours)",
+    )
+    p.add_argument(
+        "--int8",
+        choices=["static", "dynamic"],
+        help="static (default): fixed activation scales calibrated on training sentences, so batch"
+        " mates never change a sentence's scores; dynamic: scales per batch, no calibration data",
+    )
+    p.add_argument(
+        "--calibration-data",
+        help="labelled file for static int8 (default: data/gold/train.jsonl, else data/corpus/train.jsonl)",
+    )
+    p.add_argument(
+        "--data-root", help="where stand-off calibration data finds its texts (../shared/datasets)"
+    )
+    p.add_argument("--calibration-sentences", type=int, help="sentences to calibrate on (default 300)")
+    p.add_argument(
+        "--calibration-method", choices=["minmax", "percentile", "entropy"], help="default: minmax"
     )
     p.set_defaults(func=cmd_export)
 

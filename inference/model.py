@@ -16,6 +16,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from inference.inputs import PREVIOUS, Window
 from inference.labels import LABELS, check_id2label
 
 REQUIRED_FILES = ("config.json", "model.safetensors")
@@ -39,6 +40,14 @@ class ModelInfo:
     config_digest: str = ""
     # Calibrated scores are softmax(logits / temperature); 1.0 for a folder never calibrated.
     temperature: float = 1.0
+    # A context model's window: previous sentences (1-3) and next ones (0-1) it reads.
+    context_before: int = 1
+    context_after: int = 0
+
+    @property
+    def window(self) -> Window:
+        """The context window this model reads (``PREVIOUS``, ``Window(1, 0)``: the previous sentence)."""
+        return Window(self.context_before, self.context_after)
 
 
 def check_temperature(value: object, where: str = "temperature") -> float:
@@ -90,6 +99,7 @@ def read_info(path: Path) -> ModelInfo:
         )
     raw = (path / "train_config.yaml").read_bytes() if (path / "train_config.yaml").is_file() else b""
     metrics_file = path / "metrics.json"
+    window = _window(own, where)
     return ModelInfo(
         name=str(own.get("name", path.name)),
         path=str(path),
@@ -100,7 +110,20 @@ def read_info(path: Path) -> ModelInfo:
         metrics=json.loads(metrics_file.read_text()) if metrics_file.is_file() else {},
         config_digest="sha256:" + hashlib.sha256(raw or where.read_bytes()).hexdigest(),
         temperature=check_temperature(own.get("temperature", 1.0), f"{where}: {CONFIG_KEY}.temperature"),
+        context_before=window.before,
+        context_after=window.after,
     )
+
+
+def _window(own: dict[str, Any], where: Path) -> Window:
+    """The folder's context window; a folder written before windows existed reads ``Window(1, 0)``."""
+    try:
+        window = Window(own.get("context_before", 1), own.get("context_after", 0))
+    except ValueError as err:
+        raise ValueError(f"{where}: {CONFIG_KEY}.{err}") from None
+    if window != PREVIOUS and not own["context"]:
+        raise ValueError(f"{where}: {CONFIG_KEY} sets a context window but context is false")
+    return window
 
 
 def describe(config: Any, info: ModelInfo) -> None:
@@ -115,6 +138,8 @@ def describe(config: Any, info: ModelInfo) -> None:
         "context": info.context,
         "max_length": info.max_length,
     }
+    if info.context:
+        section |= {"context_before": info.context_before, "context_after": info.context_after}
     earlier = (getattr(config, CONFIG_KEY, None) or {}).get("temperature")
     temperature = info.temperature if info.temperature != 1.0 else earlier
     if temperature is not None:

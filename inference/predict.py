@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from inference.backends import Backend, OnnxBackend, TorchBackend, check_choice, onnx_path
 from inference.calibration import softmax
 from inference.explain import Explainer, Explanation
-from inference.inputs import Encoded, InputBuilder, previous_sentences
+from inference.inputs import Context, ContextLike, Encoded, InputBuilder, context_windows
 from inference.labels import LABELS
 from inference.model import ModelInfo, load_model_dir, load_tokenizer_and_info
 from inference.sentences import Sentence, split_sentences
@@ -94,7 +94,7 @@ class Classifier:
         self.tokenizer = tokenizer
         self.info = info
         self.batch_size = batch_size
-        self.inputs = InputBuilder(tokenizer, info.max_length, info.context)
+        self.inputs = InputBuilder(tokenizer, info.max_length, info.context, info.window)
         self.temperature = info.temperature
         # Fast tokenizers are not re-entrant; one lock keeps concurrent callers correct.
         self._lock = threading.Lock()
@@ -123,15 +123,32 @@ class Classifier:
         onnx = OnnxBackend(onnx_path(Path(path), quantize), threads)
         return cls(onnx, tokenizer, info, batch_size=batch_size)
 
+    def contexts(
+        self,
+        texts: Sequence[str],
+        docs: Sequence[object] | None = None,
+        idx: Sequence[object | None] | None = None,
+    ) -> list[Context]:
+        """Each text's context as this model reads it (its window, ``info.window``), from doc ids
+        and positions as :func:`inference.inputs.context_windows` takes them.
+
+        >>> clf.contexts(["He denied it.", "Rebels said so."], docs=[1, 1], idx=[1, 0])[0]  # doctest: +SKIP
+        Context(before=('Rebels said so.',), after=())
+        """
+        return context_windows(texts, docs, idx, self.info.window)
+
     def predict(
         self,
         texts: Sequence[str],
-        contexts: Sequence[str | None] | None = None,
+        contexts: Sequence[ContextLike] | None = None,
         explain: bool = False,
         progress: bool | None = False,
     ) -> list[Prediction]:
-        """Label each text; ``contexts[i]`` is the sentence before ``texts[i]``, if any.
+        """Label each text; ``contexts[i]`` is what surrounds ``texts[i]`` in its document.
 
+        A context is None (none), a string (the sentence(s) before, already joined: read as
+        given) or a :class:`~inference.inputs.Context` (the neighbours, as :meth:`contexts` or
+        :func:`~inference.inputs.context_windows` give them: the model reads its own window).
         Results keep the input order; batches are formed from inputs of similar length.
         A model trained without context ignores ``contexts``. ``explain=True`` adds each
         prediction's :class:`~inference.explain.Explanation` (see :meth:`explain`; slower).
@@ -153,7 +170,7 @@ class Classifier:
     def logits(
         self,
         texts: Sequence[str],
-        contexts: Sequence[str | None] | None = None,
+        contexts: Sequence[ContextLike] | None = None,
         progress: bool | None = False,
     ) -> np.ndarray:
         """The raw, uncalibrated logits: one row per text in input order, columns in ``LABELS`` order.
@@ -168,13 +185,14 @@ class Classifier:
     def explain(
         self,
         texts: Sequence[str],
-        contexts: Sequence[str | None] | None = None,
+        contexts: Sequence[ContextLike] | None = None,
         labels: Sequence[str] | None = None,
     ) -> list[Explanation]:
         """Why each text got its label: its words (and its context's) scored by integrated gradients.
 
         ``labels[i]`` is the label to explain (default: the predicted one). Explaining needs the
         PyTorch weights: an ONNX classifier loads the folder's ``model.safetensors`` the first time.
+        A model whose window holds the next sentence cannot be explained yet (``ValueError``).
 
         >>> clf.explain(["Police denied the report."])[0].top(1)[0].text  # doctest: +SKIP
         'denied'
@@ -185,7 +203,13 @@ class Classifier:
             labels = [p.label for p in self.predict(texts, contexts)]
         elif isinstance(labels, str) or len(labels) != len(texts):
             raise ValueError(f"labels must be a list of one label per text ({len(texts)})")
-        return self._explainer_for().explain(texts, contexts, labels)
+        if self.info.window.after:
+            raise ValueError(
+                "explanations read one context segment; this model also reads the next sentence"
+            )
+        # The explainer reads a context string as given: hand it this model's window, joined.
+        joined = [self.info.window.parts(c)[0] or None for c in contexts]
+        return self._explainer_for().explain(texts, joined, labels)
 
     def _explainer_for(self) -> Explainer:
         with self._explainer_lock:
@@ -206,7 +230,7 @@ class Classifier:
         return model
 
     def _logits(
-        self, texts: list[str], contexts: list[str | None], progress: bool | None
+        self, texts: list[str], contexts: list[ContextLike], progress: bool | None
     ) -> tuple[np.ndarray, list[bool]]:
         """Logits in input order (columns: the folder's label order) and each input's truncated flag."""
         with self._lock:
@@ -253,7 +277,7 @@ class Classifier:
         explain: bool = False,
         speakers: SpeakerExtractor | str | Path | None = None,
     ) -> list[SentencePrediction]:
-        """Split an article into sentences and label each, the previous one as context.
+        """Split an article into sentences and label each, its neighbours (:meth:`contexts`) as context.
 
         ``speakers`` (a ``SpeakerExtractor`` or a speaker model directory, loaded once and
         cached) adds each claim, denial and official_statement's ``attribution``: who said it
@@ -265,7 +289,7 @@ class Classifier:
         """
         extractor = speaker_extractor(speakers)  # a bad folder fails before any sentence is read
         sentences = split_article(text)
-        contexts = previous_sentences([s.text for s in sentences])
+        contexts = self.contexts([s.text for s in sentences])
         predictions = self.predict([s.text for s in sentences], contexts, explain=explain)
         found: list[Attribution | None] = (
             extractor.extract(sentences, [p.label for p in predictions])
@@ -280,16 +304,16 @@ class Classifier:
         ]
 
 
-def _check_contexts(contexts: object, n: int) -> list[str | None]:
+def _check_contexts(contexts: object, n: int) -> list[ContextLike]:
     if contexts is None:
         return [None] * n
     if isinstance(contexts, str) or not isinstance(contexts, Sequence):
-        raise ValueError(f"contexts must be a list of strings or None, got {type(contexts).__name__}")
+        raise ValueError(f"contexts must be a list of strings, Contexts or None, got {type(contexts).__name__}")
     if len(contexts) != n:
         raise ValueError(f"got {len(contexts)} contexts for {n} texts")
     for i, context in enumerate(contexts):
-        if context is not None and not isinstance(context, str):
-            raise ValueError(f"contexts[{i}] must be a string or None, got {type(context).__name__}")
+        if context is not None and not isinstance(context, str | Context):
+            raise ValueError(f"contexts[{i}] must be a string, a Context or None, got {type(context).__name__}")
     return [c or None for c in contexts]
 
 
@@ -341,13 +365,15 @@ def speaker_extractor(speakers: SpeakerExtractor | str | Path | None) -> Speaker
 def predict(
     texts: Sequence[str],
     model: str | Path | Classifier,
-    contexts: Sequence[str | None] | None = None,
+    contexts: Sequence[ContextLike] | None = None,
     explain: bool = False,
 ) -> list[Prediction]:
     """Label sentences with a model directory (loaded once, then cached) or a ``Classifier``.
 
-    ``contexts[i]`` is the sentence before ``texts[i]`` (None for a document's first), read by
-    a context model; :func:`inference.inputs.previous_sentences` builds them from doc ids.
+    ``contexts[i]``, read by a context model, is what surrounds ``texts[i]``: a string (the
+    sentence(s) before it, joined) or a :class:`~inference.inputs.Context` of its neighbours,
+    of which the model reads its own window; :func:`inference.inputs.context_windows` builds
+    them from doc ids.
 
     >>> predict(["Police said three men were arrested."], model="models/quickstart")[0].label  # doctest: +SKIP
     'official_statement'

@@ -9,19 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.inputs import previous_sentences
+from inference.inputs import ContextLike, context_windows
 from inference.labels import check_label
 
 
 @dataclass(frozen=True)
 class Example:
-    """A labelled sentence; ``context`` is the sentence before it in the same document."""
+    """A labelled sentence; ``context`` holds its neighbours in the same document (readers give
+    a :class:`~inference.inputs.Context` as wide as any window; each model reads its own part)."""
 
     doc: str
     idx: int
     text: str
     label: str
-    context: str | None = None
+    context: ContextLike = None
 
 
 def _rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -92,8 +93,8 @@ def read_labelled(path: str | Path) -> list[Example]:
 
 
 def with_context(examples: list[Example]) -> list[Example]:
-    """Give each example its previous sentence in its document (:func:`previous_sentences`)."""
-    contexts = previous_sentences(
+    """Give each example its neighbours in its document (:func:`context_windows`, widest window)."""
+    contexts = context_windows(
         [e.text for e in examples], [e.doc for e in examples], [e.idx for e in examples]
     )
     return [Example(e.doc, e.idx, e.text, e.label, c) for e, c in zip(examples, contexts, strict=True)]

@@ -3,9 +3,9 @@
 Needs pyspark (``pip install 'claimlens[spark]'``); the rest of ``inference`` imports without it.
 Each row keeps its place: a row that cannot be scored (empty text, text over the length limit,
 invalid JSON, a document whose ``idx`` is broken) gets a message in the ``error`` column, so the
-output has exactly one row per input row. A context model reads each sentence's previous
-sentence within its document, found in Spark (one group per document) by
-:func:`inference.inputs.previous_sentences`; rows without a document get no context.
+output has exactly one row per input row. A context model reads each sentence's neighbours
+within its document, as many as its window says, found in Spark (one group per document) by
+:func:`inference.inputs.context_windows`; rows without a document get no context.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from inference.backends import ONNX_FILES, check_choice
-from inference.inputs import previous_sentences
+from inference.inputs import PREVIOUS, Context, Window, context_windows
 from inference.labels import LABELS
 
 # Our UDFs hand Spark Arrow batches, never pandas frames: PySpark's pandas-version warning
@@ -173,36 +173,48 @@ def _plain(value: object) -> object:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def _document_context(table: pa.Table) -> pa.Table:
-    """One document's rows with ``_context`` (the previous sentence) and ``_context_error``."""
+CONTEXT_COLUMNS = ("_context", "_context_after", "_context_error")
+
+
+def _document_context(table: pa.Table, window: Window) -> pa.Table:
+    """One document's rows with ``_context`` and ``_context_after`` (what ``window`` reads
+    before and after each sentence, null for none) and ``_context_error``."""
     table = table.take(pc.sort_indices(table, [("_order", "ascending")]))
     n = table.num_rows
     texts = [t or "" for t in table.column("_text").to_pylist()]
     doc = str(table.column("doc")[0].as_py())
     idx = [_plain(v) for v in table.column("idx").to_pylist()] if "idx" in table.column_names else None
     try:
-        contexts, error = previous_sentences(texts, [doc] * n, idx), None
+        parts, error = [window.parts(c) for c in context_windows(texts, [doc] * n, idx, window)], None
     except ValueError as err:
-        contexts, error = [None] * n, f"bad idx: {err}"
-    table = table.append_column("_context", pa.array(contexts, pa.string()))
+        parts, error = [("", "")] * n, f"bad idx: {err}"
+    table = table.append_column("_context", pa.array([b or None for b, _ in parts], pa.string()))
+    table = table.append_column("_context_after", pa.array([a or None for _, a in parts], pa.string()))
     return table.append_column("_context_error", pa.array([error] * n, pa.string()))
 
 
-def with_context(rows: DataFrame) -> DataFrame:
-    """``rows`` with each sentence's previous sentence in its document (null without a doc)."""
+def with_context(rows: DataFrame, window: Window = PREVIOUS) -> DataFrame:
+    """``rows`` with each sentence's context in its document as ``window`` reads it (null without a doc)."""
     none = F.lit(None).cast("string")
     if "doc" not in rows.columns:
-        return rows.withColumn("_context", none).withColumn("_context_error", none)
-    schema = T.StructType(
-        [
-            *rows.schema.fields,
-            T.StructField("_context", T.StringType()),
-            T.StructField("_context_error", T.StringType()),
-        ]
+        return rows.withColumns(dict.fromkeys(CONTEXT_COLUMNS, none))
+    schema = T.StructType([*rows.schema.fields, *(T.StructField(c, T.StringType()) for c in CONTEXT_COLUMNS)])
+    alone = rows.where(F.col("doc").isNull()).withColumns(dict.fromkeys(CONTEXT_COLUMNS, none))
+    grouped = (
+        rows.where(F.col("doc").isNotNull())
+        .groupBy("doc")
+        .applyInArrow(_per_document(window), schema)
     )
-    alone = rows.where(F.col("doc").isNull()).withColumn("_context", none).withColumn("_context_error", none)
-    grouped = rows.where(F.col("doc").isNotNull()).groupBy("doc").applyInArrow(_document_context, schema)
     return alone.unionByName(grouped)
+
+
+def _per_document(window: Window) -> Callable[[pa.Table], pa.Table]:
+    # A function of the table alone, with type hints: PySpark 4.3 reads the UDF's kind from
+    # them, and fails on a functools.partial (whose hints it cannot read).
+    def context(table: pa.Table) -> pa.Table:
+        return _document_context(table, window)
+
+    return context
 
 
 def output_schema(rows: DataFrame) -> T.StructType:
@@ -260,7 +272,8 @@ def _score_batches(
 ) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         texts = batch.column("_text").to_pylist()
-        contexts = batch.column("_context").to_pylist()
+        after = batch.column("_context_after").to_pylist()
+        contexts = [Context.of(b, a) for b, a in zip(batch.column("_context").to_pylist(), after, strict=True)]
         errors = [
             row_error(t, b, e, max_chars)
             for t, b, e in zip(
@@ -427,11 +440,12 @@ def run_batch(spark: SparkSession, job: BatchJob) -> Summary:
     backend, quantize = choose_runtime(model_dir, job.backend, job.quantize)
     df = read_input(spark, job.input, fmt, folder)
     chosen = pick_columns(df.columns, job.columns)
-    if read_info(model_dir).context and chosen["doc"] is None:
+    info = read_info(model_dir)
+    if info.context and chosen["doc"] is None:
         print("note: the input has no doc column: every sentence is read without context", file=sys.stderr)
     shipped = ship_model(spark, model_dir, backend, quantize)
     runtime = Runtime(shipped, backend, quantize, job.threads, job.batch_size)
-    rows = with_context(prepare(df, chosen))
+    rows = with_context(prepare(df, chosen), info.window)
     partitions = job.partitions or 2 * spark.sparkContext.defaultParallelism
     out = score(rows, runtime, job.max_chars, partitions)
     try:

@@ -75,14 +75,37 @@ def sharp_context_model_dir(tiny_context_model_dir: Path, tmp_path_factory: pyte
     """
     import shutil
 
-    from safetensors.torch import load_file, save_file
-
     model_dir = tmp_path_factory.mktemp("sharp") / "unit-context"
     shutil.copytree(tiny_context_model_dir, model_dir)
+    return sharpen(model_dir)
+
+
+def sharpen(model_dir: Path) -> Path:
+    """Scale a tiny model's classifier weights up 300 times, in place (see ``sharp_context_model_dir``)."""
+    from safetensors.torch import load_file, save_file
+
     weights = load_file(model_dir / "model.safetensors")
     weights["classifier.weight"] *= 300
     save_file(weights, model_dir / "model.safetensors", metadata={"format": "pt"})
     return model_dir
+
+
+@pytest.fixture(scope="session")
+def sharp_window_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sharpened tiny context model whose window is the two previous sentences and the next one
+    (``model.context_before: 2``, ``context_after: 1``), reading up to 64 tokens."""
+    import torch
+
+    from training.modeling import tiny_model, tiny_tokenizer
+    from training.save import save_model_dir
+
+    torch.manual_seed(2)
+    tokenizer = tiny_tokenizer([t for t, _ in SAMPLE] * 3)
+    model = tiny_model(len(tokenizer), max_length=64)
+    window = {"context": True, "context_before": 2, "context_after": 1}
+    config = tiny_config(name="unit-window", model={"base": "tiny-random", "max_length": 64, **window})
+    target = tmp_path_factory.mktemp("window") / "unit-window"
+    return sharpen(save_model_dir(model, tokenizer, config, {}, target))
 
 
 def train_cli(

@@ -62,10 +62,11 @@ def corpus() -> list[dict]:
 
 
 def expected(model_dir: Path, rows: list[dict], **load: object) -> dict[object, Prediction]:
-    """What the library says for ``rows``: the reference every Spark output is held to."""
+    """What the library says for ``rows``, each read with the model's own window: the reference
+    every Spark output is held to."""
     texts = [r["text"] for r in rows]
-    contexts = previous_sentences(texts, [r.get("doc") for r in rows], [r.get("idx") for r in rows])
-    found = Classifier.load(model_dir, **load).predict(texts, contexts)  # type: ignore[arg-type]
+    clf = Classifier.load(model_dir, **load)  # type: ignore[arg-type]
+    found = clf.predict(texts, clf.contexts(texts, [r.get("doc") for r in rows], [r.get("idx") for r in rows]))
     return {r["id"]: p for r, p in zip(rows, found, strict=True)}
 
 
@@ -121,6 +122,24 @@ def test_every_label_and_score_matches_the_library_with_context(
     assert summary.errors == {} and summary.backend == "torch"
     assert summary.truncated == sum(p.truncated for p in want.values()) > 0
     assert {(r["id"], r["doc"], r["idx"]) for r in rows} == {(r["id"], r["doc"], r["idx"]) for r in corpus}
+
+
+def test_a_window_model_reads_its_window_per_document(spark, corpus, sharp_window_model_dir, tmp_path):
+    from inference.spark_batch import run_batch
+
+    docs = sorted({r["doc"] for r in corpus})[:12]
+    rows = [r for r in corpus if r["doc"] in docs]  # whole documents, still in shuffled order
+    want = expected(sharp_window_model_dir, rows)
+    # The window must matter beyond the previous sentence, or a job that read one would pass too.
+    texts = [r["text"] for r in rows]
+    previous = previous_sentences(texts, [r["doc"] for r in rows], [r["idx"] for r in rows])
+    one = Classifier.load(sharp_window_model_dir).predict(texts, previous)
+    assert sum(p.scores != pytest.approx(want[r["id"]].scores, abs=1e-4) for r, p in zip(rows, one, strict=True)) >= 5
+
+    out = tmp_path / "out.parquet"
+    summary = run_batch(spark, job(sharp_window_model_dir, write_jsonl(tmp_path / "in.jsonl", rows), out))
+    assert_same(read_output(out), want)
+    assert summary.scored == len(rows) and summary.errors == {}
 
 
 def test_csv_parquet_and_a_folder_of_jsonl_give_the_same_results(

@@ -173,3 +173,36 @@ def test_inherit_must_be_one_path(tmp_path, value):
     child = _write(tmp_path / "child.yaml", f"inherit: {value}\nname: x\n")
     with pytest.raises(ValueError, match="'inherit' must be a path"):
         load_config(child)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.context=true", "model.context_before=0"], r"model\.context_before: Input should be greater"),
+        (["model.context=true", "model.context_before=4"], r"model\.context_before: Input should be less"),
+        (["model.context=true", "model.context_after=2"], r"model\.context_after: Input should be less"),
+        (["model.context=true", "model.context_after=two"], r"model\.context_after: Input should be a valid integer"),
+        (["model.context_before=2"], "context_before=2, context_after=0 set a context window, which only"),
+        (["model.context_after=1"], "set model.context: true, or drop them"),
+    ],
+)
+def test_a_bad_context_window_is_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(TINY, overrides)
+
+
+def test_the_context_window_experiments_change_only_the_window_and_its_budget():
+    from inference.inputs import PREVIOUS, Window
+    from training.save import model_info
+
+    default = load_config(ROOT / "configs" / "default.yaml")
+    assert model_info(default).window == PREVIOUS  # configs without the keys read as before
+    for name, window, max_length in (("default_prev2", Window(2, 0), 160), ("default_prev2_next", Window(2, 1), 192)):
+        config = load_config(ROOT / "configs" / "experiments" / f"{name}.yaml")
+        assert model_info(config).window == window and config.model.max_length == max_length
+        assert config.tracking.experiment == "claimlens-experiments" and config.tracking.registered_model is None
+        assert config.name != default.name
+        same = {"name", "tracking", "model"}
+        assert config.model_dump(exclude=same) == default.model_dump(exclude=same)
+        changed = {"context_before", "context_after", "max_length"}
+        assert config.model.model_dump(exclude=changed) == default.model.model_dump(exclude=changed)

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from inference.inputs import Context
 from inference.records import read_labelled
 from inference.standoff import document_sentences, read_standoff
 from tests.conftest import SAMPLE, SHARED, polnear_root
@@ -22,8 +23,10 @@ def rows(doc="d1"):
 def test_reads_rows_with_context(tmp_path):
     examples = read_labelled(write_jsonl(tmp_path / "a.jsonl", rows()))
     assert [e.label for e in examples] == [label for _, label in SAMPLE]
-    assert examples[0].context is None
-    assert examples[1].context == SAMPLE[0][0]
+    # Readers give each sentence its neighbours, as wide as any window; a model reads its own part.
+    assert examples[0].context == Context((), (SAMPLE[1][0],))
+    assert examples[1].context == Context((SAMPLE[0][0],), (SAMPLE[2][0],))
+    assert examples[3].context == Context(tuple(t for t, _ in SAMPLE[:3]), ())
 
 
 @pytest.mark.parametrize(
@@ -108,7 +111,7 @@ def test_standoff_rebuilds_text_from_a_data_root(tmp_path):
     )
     examples = read_standoff(gold, root)
     assert [e.text for e in examples] == [s.text for s in sentences]
-    assert examples[2].context == "Police said two men were held."
+    assert examples[2].context.previous == "Police said two men were held."
     with pytest.raises(ValueError, match=r"data root .* does not exist"):
         read_standoff(gold, tmp_path / "elsewhere")
     empty_root = tmp_path / "empty"

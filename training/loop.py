@@ -51,7 +51,7 @@ from training.distributed import (
 from training.modeling import build_model
 from training.multitask import attach_aux_head, aux_loss, detach_aux_head, forward_with_aux
 from training.report import write_reports
-from training.save import save_model_dir
+from training.save import model_info, save_model_dir
 from training.soft_labels import teacher_params
 from training.tracking import Tracker
 
@@ -183,7 +183,7 @@ def fit(
     """
     model.to(dist.device)  # type: ignore[arg-type]  # transformers @wraps(Module.to) hides its signature
     soft = list(splits.soft) if splits.soft else None
-    train_ds = encode(splits.train, tokenizer, config.model.max_length, config.model.context, soft)
+    train_ds = encode(splits.train, tokenizer, info.max_length, info.context, soft, window=info.window)
     # Batch order comes from this generator alone, so a checkpoint can restore it exactly.
     generator = torch.Generator().manual_seed(config.seed)
     lengths = [len(ids) for ids in train_ds["input_ids"]]
@@ -273,13 +273,7 @@ def train(
     )
     if config.train.aux_weight:
         attach_aux_head(model)  # before the optimizer and any checkpoint restore see the model
-    info = ModelInfo(
-        name=config.name,
-        path="",
-        base_model=config.model.base,
-        context=config.model.context,
-        max_length=config.model.max_length,
-    )
+    info = model_info(config)  # the window too: dev is read as the saved folder will read it
     if resume is None and dist.is_main:
         discard_stale(config)
     started = time.perf_counter()

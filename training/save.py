@@ -23,18 +23,30 @@ def save_model_dir(
 ) -> Path:
     """Write weights (safetensors), tokenizer, ``train_config.yaml`` and ``metrics.json``.
 
-    ``config.json`` carries the labels and a ``claimlens`` section (context, max_length),
-    so that the folder loads and serves without the training config.
+    ``config.json`` carries the labels and a ``claimlens`` section (context, its window,
+    max_length), so that the folder loads and serves without the training config.
     """
-    info = ModelInfo(
+    info = model_info(config, target)
+    describe(model.config, info)  # config.json alone says how the model reads its input
+    return write_model_dir(model, tokenizer, config.to_yaml(), metrics, target)
+
+
+def model_info(config: Config, path: Path | str = "") -> ModelInfo:
+    """How a model trained with ``config`` reads its input: what training, its dev scoring and
+    the saved folder all use.
+
+    >>> model_info(load_config("configs/default.yaml")).window  # doctest: +SKIP
+    Window(before=1, after=0)
+    """
+    return ModelInfo(
         name=config.name,
-        path=str(target),
+        path=str(path),
         base_model=config.model.base,
         context=config.model.context,
         max_length=config.model.max_length,
+        context_before=config.model.context_before,
+        context_after=config.model.context_after,
     )
-    describe(model.config, info)  # config.json alone says how the model reads its input
-    return write_model_dir(model, tokenizer, config.to_yaml(), metrics, target)
 
 
 def write_model_dir(
