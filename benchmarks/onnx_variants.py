@@ -4,10 +4,11 @@
 
 Builds, in a temporary folder (the model folder is not touched), the traced fp32 graph (what
 ``claimlens export`` writes), the fused one (``claimlens export --fuse``) and each quantised to
-int8 with and without ``reduce_range``. Every variant labels the same gold sentences (with their contexts) through
+int8: static (the default export, calibrated as ``claimlens export`` does) and dynamic with and
+without ``reduce_range``. Every variant labels the same gold sentences (with their contexts) through
 ``Classifier``; the rounds go through the variants in turn, reversing the order every other
 round, so that a neighbour's load falls on all alike. Reports the median speed relative to
-the traced int8 graph (the default export), each variant's labels against torch's, and macro-F1; writes
+the traced static int8 graph (the default export), each variant's labels against torch's, and macro-F1; writes
 ``benchmarks/results/onnx_variants.json``.
 
 On a CPU shared with other work, ``--threads 1 --clock cpu`` counts the CPU time this process
@@ -28,19 +29,30 @@ from benchmarks.offline import sentences
 from benchmarks.table import print_table, write_json
 from inference.backends import OnnxBackend, default_threads
 from inference.evaluate import compute_metrics
-from inference.export import ATTENTION, fuse_transformer, quantize_int8, sample_inputs, trace_fp32
-from inference.inputs import InputBuilder
-from inference.model import load_model_dir, load_tokenizer_and_info
+from inference.export import (
+    ATTENTION,
+    Calibration,
+    calibration_inputs,
+    fuse_transformer,
+    quantize_dynamic_int8,
+    quantize_static_int8,
+    sample_inputs,
+    trace_fp32,
+)
+from inference.inputs import ContextLike
+from inference.model import load_tokenizer_and_info
 from inference.predict import Classifier
 
 RESULTS = Path("benchmarks/results")
-BASELINE = "traced_int8"
+BASELINE = "traced_int8_static"
 
 
-def build_variants(model_dir: Path, out: Path) -> dict[str, Path]:
+def build_variants(model_dir: Path, out: Path, data_root: str) -> dict[str, Path]:
     """The graphs to compare, written under ``out``; fused ones only if the model type fuses."""
-    model, tokenizer, info = load_model_dir(model_dir)
-    example = sample_inputs(InputBuilder(tokenizer, info.max_length, info.context))
+    clf = Classifier.load(model_dir)
+    model, builder = clf.backend.model, clf.inputs  # type: ignore[attr-defined]  # a TorchBackend
+    example = sample_inputs(builder)
+    calibration = calibration_inputs(builder, Calibration(data_root=data_root).examples()[1])
     paths = {"traced_fp32": out / "traced.onnx", "fused_fp32": out / "fused.onnx"}
     trace_fp32(model, example, paths["traced_fp32"])
     trace_fp32(model, example, out / "for-fusion.onnx", attention=ATTENTION)
@@ -48,14 +60,18 @@ def build_variants(model_dir: Path, out: Path) -> dict[str, Path]:
         del paths["fused_fp32"]
     for name in list(paths):
         stem = name.removesuffix("_fp32")
+        paths[f"{stem}_int8_static"] = out / f"{stem}.int8-static.onnx"
+        quantize_static_int8(paths[name], paths[f"{stem}_int8_static"], calibration)
         for reduce_range, suffix in ((False, ""), (True, "_reduce_range")):
-            paths[f"{stem}_int8{suffix}"] = out / f"{stem}.int8{suffix}.onnx"
-            quantize_int8(paths[name], paths[f"{stem}_int8{suffix}"], reduce_range=reduce_range)
+            paths[f"{stem}_int8_dynamic{suffix}"] = out / f"{stem}.int8-dynamic{suffix}.onnx"
+            quantize_dynamic_int8(
+                paths[name], paths[f"{stem}_int8_dynamic{suffix}"], reduce_range=reduce_range
+            )
     return paths
 
 
 def timed(
-    clf: Classifier, texts: list[str], contexts: list[str | None], clock: str
+    clf: Classifier, texts: list[str], contexts: list[ContextLike], clock: str
 ) -> tuple[float, list[str]]:
     now = time.process_time if clock == "cpu" else time.perf_counter
     started = now()
@@ -88,7 +104,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     reference = [p.label for p in Classifier.load(model_dir, threads=args.threads).predict(texts, contexts)]
     tokenizer, info = load_tokenizer_and_info(model_dir)
     with tempfile.TemporaryDirectory(prefix="onnx-variants-") as tmp:
-        paths = build_variants(model_dir, Path(tmp))
+        paths = build_variants(model_dir, Path(tmp), args.data_root)
         clfs = {n: Classifier(OnnxBackend(p, args.threads), tokenizer, info) for n, p in paths.items()}
         labels = {}
         for name, clf in clfs.items():

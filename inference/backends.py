@@ -1,4 +1,4 @@
-"""Where the forward pass runs: PyTorch, or ONNX Runtime (fp32 or dynamically quantised int8).
+"""Where the forward pass runs: PyTorch, or ONNX Runtime (fp32, or int8: static by default).
 
 A backend takes the tokenizer's numpy arrays and returns logits as a numpy array, so that
 ``Classifier`` does the same tokenising, batching and scoring whichever runs the model.
@@ -19,6 +19,12 @@ from transformers import PreTrainedModel
 BACKENDS = ("torch", "onnx")
 QUANTIZE = ("none", "int8")
 ONNX_FILES = {"none": "model.onnx", "int8": "model.int8.onnx"}
+# How model.int8.onnx was quantised (see inference/export.py), in its ONNX metadata: "static"
+# (fixed activation scales) or "dynamic" (scales per batch); files exported before the key
+# existed are dynamic.
+INT8_SCHEMES = ("static", "dynamic")
+INT8_KEY = "claimlens.int8"
+CALIBRATION_KEY = "claimlens.calibration"  # static int8: what it was calibrated on (JSON)
 
 
 class Backend(Protocol):
@@ -130,6 +136,9 @@ class OnnxBackend:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.name = "onnx_int8" if path.name == ONNX_FILES["int8"] else "onnx_fp32"
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        # "none", "static" or "dynamic": only static int8 scores a sentence alike in any batch.
+        self.quantization = metadata.get(INT8_KEY, "dynamic" if self.name == "onnx_int8" else "none")
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         feed = {n: np.ascontiguousarray(inputs[n], dtype=np.int64) for n in self.input_names}

@@ -1,6 +1,7 @@
 """Exporting a model directory to ONNX (fp32), and quantising it to int8, beside its weights.
 
-The steps are separate functions so that ``benchmarks/onnx_variants.py`` can compare them:
+The steps are separate functions so that the benchmarks (``benchmarks/onnx_variants.py``,
+``benchmarks/int8_batch_invariance.py``) can compare them:
 
 1. ``trace_fp32``: PyTorch to ONNX, dynamic batch and sequence.
 2. ``fuse_transformer`` (only with ``fuse=True``): ONNX Runtime's transformer optimizer turns
@@ -8,8 +9,18 @@ The steps are separate functions so that ``benchmarks/onnx_variants.py`` can com
    ``SkipLayerNormalization``, bias + GELU into ``BiasGelu`` and the embeddings into
    ``EmbedLayerNormalization``, with heads and width read from the model's config. The fused
    graph must give torch's logits, or the traced one is kept.
-3. ``quantize_int8``: dynamic int8 quantisation, one scale per output channel (fused
-   attention becomes ``QAttention``, the other matmuls ``MatMulInteger``).
+3. int8, one of two schemes, both with one weight scale per output channel:
+
+   - ``quantize_static_int8`` (the default): every MatMul's inputs are quantised with a fixed
+     scale, calibrated once on training sentences (``Calibration``); the MatMul's result stays
+     float. A sentence's scores are the same whatever else is in its batch.
+   - ``quantize_dynamic_int8`` (``int8="dynamic"``): each MatMul input's scale is the range of
+     that tensor in the batch being run, padding included, so a sentence's scores move with its
+     batch mates: on the context default, 2–3.5% of gold test labels changed between scoring a
+     sentence alone and in ``Classifier``'s batches (``benchmarks/int8_batch_invariance.py``).
+
+The scheme (and what static int8 was calibrated on) is written into ``model.int8.onnx``'s
+metadata (``INT8_KEY``, ``CALIBRATION_KEY``); ``OnnxBackend.quantization`` reads it back.
 
 Fusing is off by default: on the 2-core Xeon (AVX-512 VNNI) we measured, the pre-fused int8
 graph ran 6% slower (CPU time, one thread, the context default) than the traced one, which
@@ -18,12 +29,17 @@ ONNX Runtime fuses its own way when it loads it, and fp32 gained nothing.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import logging
 import math
+import random
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +47,11 @@ import numpy as np
 import torch
 from transformers import AttentionInterface, PreTrainedModel
 
-from inference.backends import ONNX_FILES
+from inference.backends import CALIBRATION_KEY, INT8_KEY, INT8_SCHEMES, ONNX_FILES
 from inference.inputs import InputBuilder
 from inference.model import load_model_dir
+from inference.readers import load_examples
+from inference.records import Example
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Our own attention function, traced instead of transformers' eager one when fusing. It writes
@@ -155,12 +173,14 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def quantize_int8(src: Path, dst: Path, reduce_range: bool = False) -> None:
+def quantize_dynamic_int8(src: Path, dst: Path, reduce_range: bool = False) -> None:
     """Dynamic int8 quantisation of ``src`` with one scale per weight column (output channel).
 
-    One scale per weight matrix cost the context model 0.022 macro-F1 on the gold test split;
-    per channel it lost nothing. ``reduce_range`` (7-bit weights) only matters on CPUs without
-    VNNI, whose int8 instruction can saturate; ``benchmarks/onnx_variants.py`` measures it.
+    Activation scales are worked out per batch at run time, so scores depend on batch mates
+    (see the module docstring). One scale per weight matrix cost the context model 0.022
+    macro-F1 on the gold test split; per channel it lost nothing. ``reduce_range`` (7-bit
+    weights) only matters on CPUs without VNNI, whose int8 instruction can saturate;
+    ``benchmarks/onnx_variants.py`` measures it.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -177,6 +197,135 @@ def quantize_int8(src: Path, dst: Path, reduce_range: bool = False) -> None:
             reduce_range=reduce_range,
             extra_options=options,
         )
+    _stamp(dst, {INT8_KEY: "dynamic"})
+
+
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+# Tried in turn when no calibration file is named: the gold train split needs the shared
+# datasets (stand-off), the corpus train split is plain JSONL in the repository.
+CALIBRATION_DATA = ("data/gold/train.jsonl", "data/corpus/train.jsonl")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What static int8 learns its fixed activation ranges from: ``sentences`` labelled
+    sentences (sampled with ``seed``) from ``data``, each with its context, read as the model reads them.
+
+    ``data`` None: the gold train split (resolved against ``data_root``), else the corpus
+    train split. ``method``: ``"minmax"`` (the observed range), or ``"percentile"`` /
+    ``"entropy"`` (ranges that clip rare outliers).
+
+    >>> Calibration(sentences=300).method
+    'minmax'
+    """
+
+    data: str | None = None
+    data_root: str = "../shared/datasets"
+    sentences: int = 300
+    method: str = "minmax"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        n = self.sentences
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"calibration sentences must be a whole number of at least 1, got {n!r}")
+        if self.method not in CALIBRATION_METHODS:
+            raise ValueError(
+                f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.method!r}"
+            )
+
+    def examples(self) -> tuple[str, list[Example]]:
+        """The file the sentences came from, and the sentences (at most ``sentences``)."""
+        skipped = []
+        for path in [self.data] if self.data else CALIBRATION_DATA:
+            try:
+                examples = load_examples(path, self.data_root)
+            except ValueError as err:
+                if self.data:
+                    raise ValueError(f"calibration data: {err}") from None
+                skipped.append(f"{path}: {err}")
+                continue
+            if not examples:
+                raise ValueError(f"calibration data {path} holds no sentences")
+            return path, random.Random(self.seed).sample(examples, min(self.sentences, len(examples)))
+        raise ValueError(
+            f"no calibration sentences for static int8 ({'; '.join(skipped)}): name a labelled file"
+            " (claimlens export --calibration-data FILE), or export with --int8 dynamic"
+        )
+
+
+def calibration_inputs(builder: InputBuilder, examples: Sequence[Example]) -> list[dict[str, np.ndarray]]:
+    """One input per sentence, unpadded: padded positions would widen the ranges with values
+    that no real token has."""
+    encoded = builder([e.text for e in examples], [e.context for e in examples])
+    return [builder.batch([e]) for e in encoded]
+
+
+class _OneAtATime:
+    """ONNX Runtime's ``CalibrationDataReader`` protocol over a list of inputs, in windows
+    (``set_range``): inputs of different lengths cannot share one histogram step."""
+
+    def __init__(self, inputs: list[dict[str, np.ndarray]]) -> None:
+        self.inputs = inputs
+        self._window: Iterator[dict[str, np.ndarray]] = iter(inputs)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._window = iter(self.inputs[start_index:end_index])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._window, None)
+
+
+def quantize_static_int8(
+    src: Path, dst: Path, inputs: list[dict[str, np.ndarray]], method: str = "minmax"
+) -> None:
+    """Static int8 (QDQ) quantisation of ``src``, calibrated on ``inputs``: the scores of one
+    input do not depend on what else is in its batch.
+
+    Each MatMul's inputs get a fixed scale (activations asymmetric uint8, weights int8 with one
+    scale per output channel, as ONNX Runtime advises for x86); its result stays float, which
+    ONNX Runtime runs as one integer matmul that writes float (quantising the results as well
+    cost the context default 0.013 macro-F1 on gold test; inputs alone cost 0.001).
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if not inputs:
+        raise ValueError("static int8 needs at least one calibration input")
+    options = {
+        "DefaultTensorType": onnx.TensorProto.FLOAT,  # as in quantize_dynamic_int8
+        "OpTypesToExcludeOutputQuantization": ["MatMul"],
+        "CalibStridedMinMax": 1,  # one input per collection step, whatever the method
+    }
+    methods = dict(zip(CALIBRATION_METHODS, ("MinMax", "Percentile", "Entropy"), strict=True))
+    # The histogram calibrators print a line per step; stdout is the CLI's answer.
+    with _quiet_root_logger(), contextlib.redirect_stdout(io.StringIO()):
+        quantize_static(
+            str(src),
+            str(dst),
+            _OneAtATime(inputs),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, methods[method]),
+            extra_options=options,
+        )
+    _stamp(dst, {INT8_KEY: "static"})
+
+
+def _stamp(path: Path, props: dict[str, str]) -> None:
+    """Add ``props`` to an ONNX file's metadata (``session.get_modelmeta().custom_metadata_map``)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    known = {p.key: p.value for p in model.metadata_props}
+    onnx.helper.set_model_props(model, {**known, **props})
+    onnx.save(model, str(path))
 
 
 def max_logit_difference(path: Path, model: PreTrainedModel, inputs: dict[str, np.ndarray]) -> float:
@@ -190,20 +339,31 @@ def max_logit_difference(path: Path, model: PreTrainedModel, inputs: dict[str, n
     return float(np.abs(got - want).max())
 
 
-def export_onnx(model_dir: str | Path, quantize: str = "none", fuse: bool = False) -> Path:
+def export_onnx(
+    model_dir: str | Path,
+    quantize: str = "none",
+    fuse: bool = False,
+    int8: str = "static",
+    calibration: Calibration | None = None,
+) -> Path:
     """Write ``model.onnx`` (and, for ``quantize="int8"``, ``model.int8.onnx``) into ``model_dir``.
 
-    ``fuse=True`` applies ONNX Runtime's transformer fusions before quantising (see the
-    module docstring for why it is off by default).
+    ``int8``: ``"static"`` (calibrated on ``calibration``, default ``Calibration()``: batch
+    mates do not change a sentence's scores) or ``"dynamic"``. ``fuse=True`` applies ONNX
+    Runtime's transformer fusions before quantising (see the module docstring for why it is off
+    by default).
 
     >>> export_onnx("models/quickstart", quantize="int8")  # doctest: +SKIP
     PosixPath('models/quickstart/model.int8.onnx')
     """
-    if quantize not in ONNX_FILES:
-        raise ValueError(f"quantize must be one of {', '.join(ONNX_FILES)}, got {quantize!r}")
+    check_export(quantize, int8, calibration)
+    static = quantize == "int8" and int8 == "static"
+    calibration = calibration or Calibration()
+    source, examples = calibration.examples() if static else ("", [])  # bad data fails before tracing
     model_dir = Path(model_dir)
     model, tokenizer, info = load_model_dir(model_dir)
-    example = sample_inputs(InputBuilder(tokenizer, info.max_length, info.context))
+    builder = _builder(model, tokenizer, info)
+    example = sample_inputs(builder)
     # Written under temporary names, then renamed: a crash leaves no half-written model file.
     with tempfile.TemporaryDirectory(dir=model_dir, prefix=".export-") as tmp:
         fp32 = Path(tmp) / "traced.onnx"
@@ -212,10 +372,39 @@ def export_onnx(model_dir: str | Path, quantize: str = "none", fuse: bool = Fals
             fp32 = _fused_or_traced(model, example, fp32, Path(tmp) / "fused.onnx")
         if quantize == "int8":
             tmp_int8 = Path(tmp) / ONNX_FILES["int8"]
-            quantize_int8(fp32, tmp_int8)
+            if static:
+                quantize_static_int8(
+                    fp32, tmp_int8, calibration_inputs(builder, examples), calibration.method
+                )
+                _stamp(tmp_int8, {CALIBRATION_KEY: _describe(calibration, source, len(examples))})
+            else:
+                quantize_dynamic_int8(fp32, tmp_int8)
             tmp_int8.replace(model_dir / ONNX_FILES["int8"])
         fp32.replace(model_dir / ONNX_FILES["none"])
     return model_dir / ONNX_FILES[quantize]
+
+
+def check_export(quantize: str, int8: str = "static", calibration: Calibration | None = None) -> None:
+    """``ValueError`` for an export that cannot be made as asked."""
+    if quantize not in ONNX_FILES:
+        raise ValueError(f"quantize must be one of {', '.join(ONNX_FILES)}, got {quantize!r}")
+    if int8 not in INT8_SCHEMES:
+        raise ValueError(f"int8 must be one of {', '.join(INT8_SCHEMES)}, got {int8!r}")
+    if calibration is not None and not (quantize == "int8" and int8 == "static"):
+        raise ValueError("calibration settings apply to static int8 only (quantize int8, int8 static)")
+
+
+def _builder(model: PreTrainedModel, tokenizer: Any, info: Any) -> InputBuilder:
+    """The input builder ``Classifier`` uses for this model: calibration sees what serving sees."""
+    from inference.predict import Classifier
+
+    return Classifier(model, tokenizer, info).inputs
+
+
+def _describe(calibration: Calibration, source: str, n: int) -> str:
+    return json.dumps(
+        {"data": source, "sentences": n, "method": calibration.method, "seed": calibration.seed}
+    )
 
 
 def _fused_or_traced(
@@ -232,3 +421,19 @@ def _fused_or_traced(
         f"the fused ONNX graph differs from torch by {difference:.2g}; kept the traced one", stacklevel=3
     )
     return traced
+
+
+def int8_summary(path: str | Path) -> str:
+    """One line on how an int8 file was quantised, from its metadata (files without it are dynamic).
+
+    >>> int8_summary("models/default/model.int8.onnx")  # doctest: +SKIP
+    'int8: static, calibrated (minmax) on 300 sentences of data/gold/train.jsonl'
+    """
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    scheme = props.get(INT8_KEY, "dynamic")
+    if CALIBRATION_KEY not in props:
+        return f"int8: {scheme}"
+    c = json.loads(props[CALIBRATION_KEY])
+    return f"int8: {scheme}, calibrated ({c['method']}) on {c['sentences']} sentences of {c['data']}"

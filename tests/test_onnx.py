@@ -1,17 +1,21 @@
-"""The ONNX path: exports (traced and fused) equal to torch at any shape, int8 with torch's labels, errors, CLI."""
+"""The ONNX path: exports (traced and fused) equal to torch at any shape, int8 with torch's
+labels, static int8 deaf to batch mates, calibration data, errors, CLI."""
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 from collections import Counter
 
+import numpy as np
 import pytest
 
-from inference.backends import ONNX_FILES
-from inference.export import export_onnx
+from inference.backends import ONNX_FILES, OnnxBackend
+from inference.calibration import softmax
+from inference.export import Calibration, export_onnx, int8_summary
 from inference.predict import Classifier
-from tests.conftest import SAMPLE
+from tests.conftest import ROOT, SAMPLE
 
 TEXTS = [t for t, _ in SAMPLE] + [
     "Short.",
@@ -28,11 +32,26 @@ def op_counts(path) -> Counter:
     return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
 
 
+def write_pairs(path):
+    """PAIRS as a labelled file: each text once as a document of its own, once after the one before."""
+    rows = [{"doc": f"alone-{i}", "idx": 0, "text": t, "label": "other"} for i, t in enumerate(TEXTS)]
+    rows += [{"doc": "story", "idx": i, "text": t, "label": "other"} for i, t in enumerate(TEXTS)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 @pytest.fixture(scope="module")
-def exported(tiny_model_dir, tmp_path_factory):
+def calibration(tmp_path_factory) -> Calibration:
+    """Static int8 calibrated on the tiny models' own words: gold sentences are mostly [UNK] to
+    their tokenizer, and ranges seen on those would clip the test sentences'."""
+    return Calibration(data=str(write_pairs(tmp_path_factory.mktemp("calibration") / "pairs.jsonl")))
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model_dir, tmp_path_factory, calibration):
     model_dir = tmp_path_factory.mktemp("onnx") / "unit"
     shutil.copytree(tiny_model_dir, model_dir)
-    export_onnx(model_dir, quantize="int8")
+    export_onnx(model_dir, quantize="int8", calibration=calibration)
     return model_dir
 
 
@@ -70,21 +89,30 @@ def _sharpen(model_dir) -> None:
 
 
 @pytest.fixture(scope="module")
-def decisive(sharp_context_model_dir, tmp_path_factory):
-    """The sharp tiny context model sharpened further (``_sharpen``), exported to fp32 and int8."""
+def decisive(sharp_context_model_dir, tmp_path_factory, calibration):
+    """The sharp tiny context model sharpened further (``_sharpen``), exported to fp32 and static int8."""
     model_dir = tmp_path_factory.mktemp("decisive") / "unit-context"
     shutil.copytree(sharp_context_model_dir, model_dir)
     _sharpen(model_dir)
-    export_onnx(model_dir, quantize="int8")
+    export_onnx(model_dir, quantize="int8", calibration=calibration)
     return model_dir
 
 
 @pytest.fixture(scope="module")
-def fused(decisive, tmp_path_factory):
+def decisive_dynamic(decisive, tmp_path_factory):
+    """The decisive model with dynamic int8."""
+    model_dir = tmp_path_factory.mktemp("dynamic") / "unit-context"
+    shutil.copytree(decisive, model_dir)
+    export_onnx(model_dir, quantize="int8", int8="dynamic")
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def fused(decisive, tmp_path_factory, calibration):
     """The decisive model exported with ONNX Runtime's transformer fusions."""
     model_dir = tmp_path_factory.mktemp("fused") / "unit-context"
     shutil.copytree(decisive, model_dir)
-    export_onnx(model_dir, quantize="int8", fuse=True)
+    export_onnx(model_dir, quantize="int8", fuse=True, calibration=calibration)
     return model_dir
 
 
@@ -126,7 +154,9 @@ def test_the_fused_export_is_fused_and_matches_torch_on_pairs(fused):
     layers = 2  # tiny_model
     assert fp32["Attention"] == layers and fp32["Softmax"] == 0
     assert fp32["SkipLayerNormalization"] == 2 * layers and fp32["BiasGelu"] == layers
-    assert int8["QAttention"] == layers and int8["Attention"] == 0
+    # Static int8 quantises the MatMuls around the fused attention, which stays float.
+    assert int8["Attention"] == layers and int8["QAttention"] == 0
+    assert int8["DequantizeLinear"] > 0 and int8["DynamicQuantizeLinear"] == 0
     assert_dynamic_batch_and_sequence(fused)
     assert_scores_match_torch(fused, *PAIRS)
 
@@ -155,18 +185,92 @@ def test_int8_gives_torchs_labels_on_a_model_whose_labels_are_decisive(export, r
     assert [p.label for p in int8.predict(*PAIRS)] == [p.label for p in want]
 
 
-@pytest.mark.parametrize("export", ["exported", "fused"])
-def test_int8_weights_have_one_scale_per_output_channel(export, request):
-    # One scale per weight matrix cost the context default 0.022 macro-F1; per channel, nothing.
+def weight_scales(path) -> dict[str, list[int]]:
+    """The dims of each quantised weight's scale: static int8 dequantises weights stored as
+    int8 initializers, dynamic int8 names their scales after the MatMul (or fused QKV) weight."""
     import onnx
 
-    graph = onnx.load(str(request.getfixturevalue(export) / ONNX_FILES["int8"])).graph
-    scales = {i.name: list(i.dims) for i in graph.initializer if i.name.endswith("_scale")}
-    weights = {n: d for n, d in scales.items() if "MatMul" in n or "qkv_weight" in n}
-    assert len(weights) >= 4 * 2  # at least Q, K, V or QKV, output and feed-forward, in 2 layers
+    graph = onnx.load(str(path)).graph
+    dims = {i.name: list(i.dims) for i in graph.initializer}
+    static = {
+        n.input[0]: dims[n.input[1]]
+        for n in graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in dims
+    }
+    if static:
+        return static
+    return {n: d for n, d in dims.items() if n.endswith("_scale") and ("MatMul" in n or "qkv_weight" in n)}
+
+
+@pytest.mark.parametrize("export", ["exported", "fused", "decisive_dynamic"])
+def test_int8_weights_have_one_scale_per_output_channel(export, request):
+    # One scale per weight matrix cost the context default 0.022 macro-F1; per channel, nothing.
+    weights = weight_scales(request.getfixturevalue(export) / ONNX_FILES["int8"])
+    # At least Q, K, V, output and the two feed-forward matmuls in 2 layers; fused, the QKV weight
+    # is the Attention node's, which static int8 leaves float and dynamic int8 quantises.
+    assert len(weights) >= {"fused": 3 * 2}.get(export, 6 * 2), weights
     assert all(len(dims) == 1 and dims[0] > 1 for dims in weights.values()), weights
-    if export == "fused":
-        assert sum("qkv_weight" in n for n in weights) == 2  # one per fused attention
+
+
+def scores_alone_and_among(clf: Classifier, text: str, context: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """``text``'s scores run as a batch of one, and run first in one padded batch with longer mates."""
+    build = clf.inputs
+    rows = build([text, *(t for t, _ in LONG_MATES)], [context, *(c for _, c in LONG_MATES)])
+    assert len(rows[0].input_ids) < min(len(r.input_ids) for r in rows[1:])  # so it is padded among them
+    alone, among = clf.backend(build.batch(rows[:1])), clf.backend(build.batch(rows))
+    return softmax(alone, clf.temperature)[0], softmax(among, clf.temperature)[0]
+
+
+LONG_MATES = [
+    (TEXTS[-1], TEXTS[2]),
+    (TEXTS[-1] + " " + TEXTS[1], TEXTS[-1]),
+    (TEXTS[1] + " " + TEXTS[0], TEXTS[-1]),
+]
+
+
+@pytest.mark.parametrize(("export", "scheme"), [("decisive", "static"), ("decisive_dynamic", "dynamic")])
+def test_static_int8_scores_a_sentence_alike_alone_and_among_long_mates(export, scheme, request):
+    # The server's micro-batches and offline predict put a sentence among different mates.
+    # Dynamic int8 takes its activation scales from the batch, padding included, so the same
+    # sentence scores differently: the dynamic case shows that this test can tell.
+    model_dir = request.getfixturevalue(export)
+    clf = Classifier.load(model_dir, backend="onnx", quantize="int8")
+    assert isinstance(clf.backend, OnnxBackend) and clf.backend.quantization == scheme
+    differences = []
+    for text, context in zip(TEXTS[:4], CONTEXTS[:4], strict=True):
+        alone, among = scores_alone_and_among(clf, text, context)
+        differences.append(float(np.abs(alone - among).max()))
+    one_by_one = Classifier.load(model_dir, backend="onnx", quantize="int8", batch_size=1).predict(*PAIRS)
+    for a, b in zip(one_by_one, clf.predict(*PAIRS), strict=True):
+        differences += [abs(a.scores[k] - b.scores[k]) for k in a.scores]
+    if scheme == "static":
+        assert max(differences) <= 1e-5, differences
+    else:
+        assert max(differences) > 1e-3, differences
+
+
+def test_static_int8_calibrates_on_the_corpus_without_the_shared_datasets(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    # Gold train is stand-off: without ../shared/datasets its texts are missing, and the
+    # corpus train split (in the repository) calibrates instead.
+    monkeypatch.chdir(ROOT)
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model_dir)
+    calibration = Calibration(data_root=str(tmp_path / "no-datasets"), sentences=20)
+    assert calibration.examples()[0] == "data/corpus/train.jsonl"
+    path = export_onnx(model_dir, quantize="int8", calibration=calibration)
+    assert (
+        int8_summary(path) == "int8: static, calibrated (minmax) on 20 sentences of data/corpus/train.jsonl"
+    )
+    clf = Classifier.load(model_dir, backend="onnx", quantize="int8")
+    assert isinstance(clf.backend, OnnxBackend) and clf.backend.quantization == "static"
+    assert len(clf.predict(TEXTS, CONTEXTS)) == len(TEXTS)
+    monkeypatch.chdir(tmp_path)  # neither split reachable: say what to do
+    with pytest.raises(
+        ValueError, match=r"no calibration sentences .*--calibration-data FILE.*--int8 dynamic"
+    ):
+        export_onnx(model_dir, quantize="int8", calibration=calibration)
 
 
 def test_missing_export_and_bad_choices_are_clear_errors(tiny_model_dir, tmp_path):
@@ -180,11 +284,48 @@ def test_missing_export_and_bad_choices_are_clear_errors(tiny_model_dir, tmp_pat
         Classifier.load(model_dir, quantize="int8")
     with pytest.raises(ValueError, match="quantize must be one of"):
         export_onnx(model_dir, quantize="int4")
+    with pytest.raises(ValueError, match="int8 must be one of static, dynamic, got 'float8'"):
+        export_onnx(model_dir, quantize="int8", int8="float8")
+    for quantize, int8 in (("none", "static"), ("int8", "dynamic")):
+        with pytest.raises(ValueError, match="calibration settings apply to static int8 only"):
+            export_onnx(model_dir, quantize=quantize, int8=int8, calibration=Calibration())
+    with pytest.raises(ValueError, match="calibration sentences must be a whole number of at least 1, got 0"):
+        Calibration(sentences=0)
+    with pytest.raises(ValueError, match="calibration method must be one of minmax, percentile, entropy"):
+        Calibration(method="kl")
+    with pytest.raises(ValueError, match=r"calibration data: data file .*missing.jsonl does not exist"):
+        export_onnx(model_dir, quantize="int8", calibration=Calibration(data=str(tmp_path / "missing.jsonl")))
+    assert not (model_dir / ONNX_FILES["none"]).exists()  # every refusal came before any export
+
+
+def test_bad_export_flags_exit_2_with_a_message(tiny_model_dir, tmp_path, capsys):
+    from inference.cli import main
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model_dir)
+    base = ["export", "--model", str(model_dir)]
+    cases = [
+        (["--quantize", "none", "--int8", "dynamic"], "--int8 applies only with --quantize int8"),
+        (
+            ["--int8", "dynamic", "--calibration-sentences", "50"],
+            "calibration settings apply to static int8 only",
+        ),
+        (["--calibration-method", "entropy"], "calibration settings apply to static int8 only"),
+        (["--quantize", "int8", "--calibration-sentences", "0"], "at least 1, got 0"),
+        (["--int8", "fp16"], "invalid choice: 'fp16'"),
+    ]
+    for args, message in cases:
+        with pytest.raises(SystemExit) as exit_:
+            main([*base, *args])
+        assert exit_.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (model_dir / ONNX_FILES["none"]).exists()
 
 
 def test_cli_export_then_predict_with_onnx(tiny_model_dir, tmp_path):
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_model_dir, model_dir)
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -193,11 +334,18 @@ def test_cli_export_then_predict_with_onnx(tiny_model_dir, tmp_path):
 
     missing = cli("predict", "--model", str(model_dir), "--backend", "onnx", "Police said so.")
     assert missing.returncode == 2 and "claimlens export" in missing.stderr
-    done = cli("export", "--model", str(model_dir), "--format", "onnx", "--quantize", "int8")
+    done = cli(
+        "export", "--model", str(model_dir), "--quantize", "int8", "--calibration-data", str(pairs),
+        "--calibration-sentences", "5",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "model.int8.onnx" in done.stdout
+    assert f"int8: static, calibrated (minmax) on 5 sentences of {pairs}" in done.stdout
     out = cli(
         "predict", "--model", str(model_dir), "--backend", "onnx", "--quantize", "int8", "Police said so."
     )
     assert out.returncode == 0, out.stderr
     assert '"label"' in out.stdout
+    dynamic = cli("export", "--model", str(model_dir), "--int8", "dynamic")  # --int8 alone means int8
+    assert dynamic.returncode == 0, dynamic.stderr
+    assert "int8: dynamic" in dynamic.stdout
