@@ -48,7 +48,6 @@ def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout_s: float = 3
 
 def shoot(base: str, article: str, out: Path) -> None:
     """Paste ``article`` into the page at ``base`` and save the answered page to ``out``."""
-    from PIL import Image
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
@@ -65,6 +64,13 @@ def shoot(base: str, article: str, out: Path) -> None:
         browser.close()
     if errors:
         raise SystemExit(f"browser console errors: {errors}")
+    save_png(png, out)
+
+
+def save_png(png: bytes, out: Path) -> None:
+    """A page screenshot as a 256-colour PNG, about a third of the size (also the browser test's)."""
+    from PIL import Image
+
     out.parent.mkdir(parents=True, exist_ok=True)
     image = Image.open(io.BytesIO(png)).convert("RGB")
     image.quantize(colors=256, dither=Image.Dither.NONE).save(out, optimize=True)

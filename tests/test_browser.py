@@ -208,12 +208,10 @@ def download(page: Page, button: str) -> str:
 
 
 def screenshot(page: Page, path: Path) -> None:
-    """The whole page as a PNG for the README, in a 256-colour palette: a third of the size."""
-    from PIL import Image
+    """The whole page as a PNG in a 256-colour palette (``benchmarks.screenshot.save_png``)."""
+    from benchmarks.screenshot import save_png
 
-    path.parent.mkdir(exist_ok=True)
-    image = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
-    image.quantize(colors=256, dither=Image.Dither.NONE).save(path, optimize=True)
+    save_png(page.screenshot(full_page=True), path)
 
 
 def check_rows_match(shown: list[dict[str, Any]], want: list[SentencePrediction]) -> None:
