@@ -1,15 +1,15 @@
 """Does a sentence's score depend on its batch mates? torch, ONNX fp32, dynamic and static int8.
 
-    python -m benchmarks.int8_batch_invariance --model models/default [--limit 400] [--static minmax:300 ...]
+    python -m benchmarks.int8_batch_invariance --model models/default [--limit 400] [--static minmax:1000 ...]
 
 Builds, in a temporary folder (the model folder is not touched), the traced fp32 graph, its
 dynamic int8 quantisation and one static int8 quantisation per ``--static METHOD:SENTENCES``
-(calibrated as ``claimlens export`` does: gold train sentences, else corpus train). Every path labels the same gold test sentences (with their contexts)
-twice through ``Classifier``: in its usual length-sorted batches of 64 (as offline
-``predict``), and each sentence alone (a batch of one, as a quiet server). Reports, per path,
-macro-F1 and labels equal to fp32 (batched), the largest score difference and the share of
-labels that change between alone and batched, and sentences/s (batched; one pass, so noisy
-on a loaded machine). Prints a table and writes ``benchmarks/results/int8_batch_invariance.json``.
+(calibrated as ``claimlens export`` does: gold train sentences, else corpus train). Every path
+labels the same gold test sentences (with their contexts) twice through ``Classifier``: in its
+usual length-sorted batches of 64 (as offline ``predict``), and each sentence alone (a batch of
+one, as a quiet server). Reports, per path, macro-F1 and labels equal to fp32 (batched), the
+largest score difference and the share of labels that change between alone and batched, and
+sentences/s (batched; one pass, so noisy on a loaded machine). Prints a table and writes ``benchmarks/results/int8_batch_invariance.json``.
 """
 
 from __future__ import annotations
@@ -135,9 +135,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--static",
         nargs="+",
-        default=["minmax:300"],
+        default=["minmax:1000"],
         type=_static_variant,
-        help="static int8 variants as METHOD:SENTENCES (minmax, percentile, entropy; default minmax:300)",
+        help="static int8 variants as METHOD:SENTENCES (minmax, percentile or entropy;"
+        " default minmax:1000, as the export)",
     )
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--out", type=Path, default=RESULTS / "int8_batch_invariance.json")

@@ -414,7 +414,7 @@ def _add_export(sub: Any) -> None:
     p.add_argument(
         "--data-root", help="where stand-off calibration data finds its texts (../shared/datasets)"
     )
-    p.add_argument("--calibration-sentences", type=int, help="sentences to calibrate on (default 300)")
+    p.add_argument("--calibration-sentences", type=int, help="sentences to calibrate on (default 1000)")
     p.add_argument(
         "--calibration-method", choices=["minmax", "percentile", "entropy"], help="default: minmax"
     )
