@@ -296,6 +296,10 @@ def quantize_static_int8(
 
     if not inputs:
         raise ValueError("static int8 needs at least one calibration input")
+    # The tracer drops inputs the model never reads (MPNet has no token_type_ids), and ONNX
+    # Runtime refuses a feed the graph does not take.
+    names = {i.name for i in onnx.load(str(src), load_external_data=False).graph.input}
+    inputs = [{k: v for k, v in feed.items() if k in names} for feed in inputs]
     options = {
         "DefaultTensorType": onnx.TensorProto.FLOAT,  # as in quantize_dynamic_int8
         "OpTypesToExcludeOutputQuantization": ["MatMul"],

@@ -349,3 +349,38 @@ def test_cli_export_then_predict_with_onnx(tiny_model_dir, tmp_path):
     dynamic = cli("export", "--model", str(model_dir), "--int8", "dynamic")  # --int8 alone means int8
     assert dynamic.returncode == 0, dynamic.stderr
     assert "int8: dynamic" in dynamic.stdout
+
+
+def test_an_mpnet_model_without_token_type_ids_exports_to_fp32_and_static_int8(tmp_path, calibration):
+    # The teacher's architecture: MPNet reads no token_type_ids, so the tracer drops that input
+    # and calibration must not feed it.
+    import torch
+    from transformers import MPNetConfig, MPNetForSequenceClassification
+
+    from inference.labels import LABELS
+    from training.modeling import tiny_tokenizer
+    from training.save import save_model_dir
+    from tests.conftest import tiny_config
+
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer(TEXTS * 3)
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    config = MPNetConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=130,
+        id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
+    )
+    model = MPNetForSequenceClassification(config)
+    with torch.no_grad():  # scores far from uniform, so that a wrong graph shows
+        model.classifier.out_proj.weight.mul_(50)
+    settings = tiny_config(name="mp", model={"base": "tiny-random", "max_length": 64, "context": True})
+    model_dir = save_model_dir(model, tokenizer, settings, {}, tmp_path / "mp")
+    export_onnx(model_dir, quantize="int8", calibration=calibration)
+    import onnx
+
+    names = [i.name for i in onnx.load(str(model_dir / ONNX_FILES["int8"])).graph.input]
+    assert names == ["input_ids", "attention_mask"]
+    assert_scores_match_torch(model_dir, *PAIRS)
+    want = Classifier.load(model_dir).predict(*PAIRS)
+    got = Classifier.load(model_dir, backend="onnx", quantize="int8").predict(*PAIRS)
+    assert max(abs(a.scores[k] - b.scores[k]) for a, b in zip(want, got) for k in LABELS) < 0.1
