@@ -358,17 +358,22 @@ def test_an_mpnet_model_without_token_type_ids_exports_to_fp32_and_static_int8(t
     from transformers import MPNetConfig, MPNetForSequenceClassification
 
     from inference.labels import LABELS
+    from tests.conftest import tiny_config
     from training.modeling import tiny_tokenizer
     from training.save import save_model_dir
-    from tests.conftest import tiny_config
 
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer(TEXTS * 3)
     tokenizer.model_input_names = ["input_ids", "attention_mask"]
     config = MPNetConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=130,
-        id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
     )
     model = MPNetForSequenceClassification(config)
     with torch.no_grad():  # scores far from uniform, so that a wrong graph shows
@@ -383,4 +388,4 @@ def test_an_mpnet_model_without_token_type_ids_exports_to_fp32_and_static_int8(t
     assert_scores_match_torch(model_dir, *PAIRS)
     want = Classifier.load(model_dir).predict(*PAIRS)
     got = Classifier.load(model_dir, backend="onnx", quantize="int8").predict(*PAIRS)
-    assert max(abs(a.scores[k] - b.scores[k]) for a, b in zip(want, got) for k in LABELS) < 0.1
+    assert max(abs(a.scores[k] - b.scores[k]) for a, b in zip(want, got, strict=True) for k in LABELS) < 0.1
