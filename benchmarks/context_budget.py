@@ -31,7 +31,7 @@ from inference.readers import load_examples
 from training.config import load_config
 from training.modeling import resolve_base
 
-WINDOWS = (Window(1, 0), Window(2, 0), Window(2, 1), Window(3, 1))
+WINDOWS = (Window(1, 0), Window(1, 1), Window(2, 0), Window(2, 1), Window(3, 1))
 LENGTHS = (128, 160, 192)
 UNLIMITED = 1_000_000  # a max_length nothing reaches: every input whole
 SPEED_CONFIGS = (
